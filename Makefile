@@ -1,0 +1,27 @@
+# Two commands on a fresh Debian machine: `make demo` and `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+
+.PHONY: demo test lint bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV) || { apt-get update && apt-get install -y python3-venv && $(PYTHON) -m venv $(VENV); }
+	$(BIN)/pip install --upgrade pip setuptools
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -e '.[test]'
+	touch $@
+
+demo: $(VENV)/.installed
+	$(BIN)/hotline sim src/hotline/scenarios/demo-bank.yaml
+
+test: $(VENV)/.installed
+	$(BIN)/ruff check src tests bench
+	$(BIN)/pytest
+
+bench: $(VENV)/.installed
+	$(BIN)/python bench/sim_throughput.py
+
+clean:
+	rm -rf $(VENV) build src/*.egg-info

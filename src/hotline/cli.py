@@ -1,0 +1,78 @@
+"""The ``hotline`` command line."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+from hotline.cms.tables import simulation_report
+from hotline.sim.runner import Simulation
+from hotline.sim.scenario import ScenarioError, load_scenario, parse_clock
+from hotline.wfm.commands import erlang
+
+app = typer.Typer(
+    help="Hotline: an open-source call center (ACD, CMS, simulator, workforce management).",
+    no_args_is_help=True,
+    add_completion=False,
+)
+app.command("erlang", help="Erlang C / Erlang A staffing: agents needed, or SL of a staffing.")(
+    erlang
+)
+
+
+@app.command()
+def sim(
+    scenario: Annotated[Path, typer.Argument(help="Scenario YAML file.")],
+    seed: Annotated[int | None, typer.Option(help="Random seed (default: the file's).")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    events: Annotated[
+        Path | None, typer.Option(help="Write every event to this JSON-lines file.")
+    ] = None,
+) -> None:
+    """Run a scenario through the real ACD engine on a virtual clock and report KPIs."""
+    err = Console(stderr=True)
+    try:
+        spec = load_scenario(scenario)
+    except ScenarioError as exc:
+        err.print(f"[red]error:[/red] {exc}", highlight=False, markup=True)
+        raise typer.Exit(2) from None
+    out = None
+    try:
+        out = events.open("w", encoding="utf-8") if events else None
+    except OSError as exc:
+        err.print(f"[red]error:[/red] {events}: cannot write: {exc.strerror}")
+        raise typer.Exit(2) from None
+    try:
+        simulation = Simulation(spec, seed=seed, events_out=out)
+        if json_out:
+            result = simulation.run()
+        else:
+            with Progress(
+                TextColumn("[bold]simulating[/bold] {task.description}"),
+                BarColumn(),
+                TextColumn("{task.percentage:>3.0f}% of simulated time"),
+                TimeElapsedColumn(),
+                console=err,
+                transient=False,
+            ) as bar:
+                task = bar.add_task(spec.name, total=spec.duration)
+                result = simulation.run(lambda t: bar.update(task, completed=t))
+    finally:
+        if out is not None:
+            out.close()
+    report = result.to_dict()
+    if json_out:
+        json.dump(report, sys.stdout, ensure_ascii=False)
+        sys.stdout.write("\n")
+        return
+    Console().print(simulation_report(report, parse_clock(spec.start)[1]))
+
+
+def main() -> None:  # pragma: no cover - console entry point alias
+    app()

@@ -1,0 +1,319 @@
+"""Typed call-center events: the record from which every report is computed.
+
+Every state transition in the ACD produces exactly one of these. ``t`` is the engine's clock
+in seconds (virtual seconds in the simulator, Unix time in the server). Events are small
+slotted classes with hand-written constructors (they are created on the hot path, and
+compiled code runs them natively) and serialise to one JSON object each (JSON lines).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any, ClassVar
+
+
+class Event:
+    __slots__ = ("t",)
+    fields: ClassVar[tuple[str, ...]] = ("t",)
+
+    def __init__(self, t: float) -> None:
+        self.t = t
+
+    @property
+    def type(self) -> str:
+        """Snake-case name of the event class (``CallArrived`` -> ``call_arrived``)."""
+        return EVENT_NAMES[self.__class__]
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"type": self.type}
+        for name in self.fields:
+            value = getattr(self, name)
+            if value is not None and value != ():
+                out[name] = value
+        return out
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), ensure_ascii=False, separators=(",", ":"))
+
+    def __eq__(self, other: object) -> bool:
+        return (
+            isinstance(other, Event)
+            and type(other) is type(self)
+            and (self.to_dict() == other.to_dict())
+        )
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{n}={getattr(self, n)!r}" for n in self.fields)
+        return f"{type(self).__name__}({args})"
+
+
+class CallArrived(Event):
+    """A call reached the ACD asking for a queue (before it is queued or rejected)."""
+
+    __slots__ = ("call", "priority", "queue")
+    fields: ClassVar[tuple[str, ...]] = ("t", "call", "queue", "priority")
+
+    def __init__(self, t: float, call: str, queue: str, priority: int) -> None:
+        self.t = t
+        self.call = call
+        self.queue = queue
+        self.priority = priority
+
+
+class CallQueued(Event):
+    """The call entered a queue; ``position`` (1 = next) and ``ewt`` are what it was told."""
+
+    __slots__ = ("call", "ewt", "overflow_from", "position", "priority", "queue")
+    fields: ClassVar[tuple[str, ...]] = (
+        "t",
+        "call",
+        "queue",
+        "priority",
+        "position",
+        "ewt",
+        "overflow_from",
+    )
+
+    def __init__(
+        self,
+        t: float,
+        call: str,
+        queue: str,
+        priority: int,
+        position: int,
+        ewt: float,
+        overflow_from: str | None = None,
+    ) -> None:
+        self.t = t
+        self.call = call
+        self.queue = queue
+        self.priority = priority
+        self.position = position
+        self.ewt = ewt
+        self.overflow_from = overflow_from
+
+
+class CallRejected(Event):
+    """The queue refused the call (full, or nobody logged in and the queue rejects when empty)."""
+
+    __slots__ = ("call", "queue", "reason")
+    fields: ClassVar[tuple[str, ...]] = ("t", "call", "queue", "reason")
+
+    def __init__(self, t: float, call: str, queue: str, reason: str) -> None:
+        self.t = t
+        self.call = call
+        self.queue = queue
+        self.reason = reason
+
+
+class CallOffered(Event):
+    __slots__ = ("agent", "call", "queue")
+    fields: ClassVar[tuple[str, ...]] = ("t", "call", "queue", "agent")
+
+    def __init__(self, t: float, call: str, queue: str, agent: str) -> None:
+        self.t = t
+        self.call = call
+        self.queue = queue
+        self.agent = agent
+
+
+class OfferCancelled(Event):
+    """An offer ended without this agent answering: ``no_answer`` (RONA), ``answered_elsewhere``
+    (ring-all), ``caller_left``, ``agent_unavailable`` or ``ring_timeout`` (ring-all retry)."""
+
+    __slots__ = ("agent", "call", "queue", "reason")
+    fields: ClassVar[tuple[str, ...]] = ("t", "call", "queue", "agent", "reason")
+
+    def __init__(self, t: float, call: str, queue: str, agent: str, reason: str) -> None:
+        self.t = t
+        self.call = call
+        self.queue = queue
+        self.agent = agent
+        self.reason = reason
+
+
+class CallAnswered(Event):
+    """``wait`` runs from the call's original arrival (kept across overflow) to the answer."""
+
+    __slots__ = ("agent", "call", "queue", "wait")
+    fields: ClassVar[tuple[str, ...]] = ("t", "call", "queue", "agent", "wait")
+
+    def __init__(self, t: float, call: str, queue: str, agent: str, wait: float) -> None:
+        self.t = t
+        self.call = call
+        self.queue = queue
+        self.agent = agent
+        self.wait = wait
+
+
+class CallAbandoned(Event):
+    """The caller hung up before being answered (``ringing`` if an agent was being offered it)."""
+
+    __slots__ = ("call", "queue", "ringing", "wait")
+    fields: ClassVar[tuple[str, ...]] = ("t", "call", "queue", "wait", "ringing")
+
+    def __init__(
+        self,
+        t: float,
+        call: str,
+        queue: str,
+        wait: float,
+        ringing: bool = False,
+    ) -> None:
+        self.t = t
+        self.call = call
+        self.queue = queue
+        self.wait = wait
+        self.ringing = ringing
+
+
+class CallOverflowed(Event):
+    __slots__ = ("call", "queue", "to_queue", "wait")
+    fields: ClassVar[tuple[str, ...]] = ("t", "call", "queue", "to_queue", "wait")
+
+    def __init__(self, t: float, call: str, queue: str, to_queue: str, wait: float) -> None:
+        self.t = t
+        self.call = call
+        self.queue = queue
+        self.to_queue = to_queue
+        self.wait = wait
+
+
+class CallbackRequested(Event):
+    """The caller left the queue but keeps their place; the ACD will call back."""
+
+    __slots__ = ("call", "queue", "reason")
+    fields: ClassVar[tuple[str, ...]] = ("t", "call", "queue", "reason")
+
+    def __init__(self, t: float, call: str, queue: str, reason: str) -> None:
+        self.t = t
+        self.call = call
+        self.queue = queue
+        self.reason = reason
+
+
+class CallbackFailed(Event):
+    """The callback was dialled for ``agent`` but the customer could not be reached."""
+
+    __slots__ = ("agent", "call", "queue", "wait")
+    fields: ClassVar[tuple[str, ...]] = ("t", "call", "queue", "agent", "wait")
+
+    def __init__(self, t: float, call: str, queue: str, agent: str, wait: float) -> None:
+        self.t = t
+        self.call = call
+        self.queue = queue
+        self.agent = agent
+        self.wait = wait
+
+
+class CallHeld(Event):
+    __slots__ = ("agent", "call")
+    fields: ClassVar[tuple[str, ...]] = ("t", "call", "agent")
+
+    def __init__(self, t: float, call: str, agent: str) -> None:
+        self.t = t
+        self.call = call
+        self.agent = agent
+
+
+class CallResumed(Event):
+    __slots__ = ("agent", "call")
+    fields: ClassVar[tuple[str, ...]] = ("t", "call", "agent")
+
+    def __init__(self, t: float, call: str, agent: str) -> None:
+        self.t = t
+        self.call = call
+        self.agent = agent
+
+
+class CallEnded(Event):
+    """The conversation ended; ``talk`` excludes ``hold``. Wrap-up follows."""
+
+    __slots__ = ("agent", "call", "hold", "queue", "talk")
+    fields: ClassVar[tuple[str, ...]] = ("t", "call", "queue", "agent", "talk", "hold")
+
+    def __init__(
+        self,
+        t: float,
+        call: str,
+        queue: str,
+        agent: str,
+        talk: float,
+        hold: float,
+    ) -> None:
+        self.t = t
+        self.call = call
+        self.queue = queue
+        self.agent = agent
+        self.talk = talk
+        self.hold = hold
+
+
+class WrapUpEnded(Event):
+    """After-call work is done: the call's handling is complete."""
+
+    __slots__ = ("agent", "call", "queue", "wrap")
+    fields: ClassVar[tuple[str, ...]] = ("t", "call", "queue", "agent", "wrap")
+
+    def __init__(self, t: float, call: str, queue: str, agent: str, wrap: float) -> None:
+        self.t = t
+        self.call = call
+        self.queue = queue
+        self.agent = agent
+        self.wrap = wrap
+
+
+class AgentStateChanged(Event):
+    """``queues`` lists the queues the agent serves; it is filled only on log-in."""
+
+    __slots__ = ("agent", "prev", "queues", "reason", "state")
+    fields: ClassVar[tuple[str, ...]] = ("t", "agent", "state", "prev", "reason", "queues")
+
+    def __init__(
+        self,
+        t: float,
+        agent: str,
+        state: str,
+        prev: str,
+        reason: str | None = None,
+        queues: tuple[str, ...] = (),
+    ) -> None:
+        self.t = t
+        self.agent = agent
+        self.state = state
+        self.prev = prev
+        self.reason = reason
+        self.queues = queues
+
+
+_EVENT_CLASSES: tuple[type[Event], ...] = (
+    CallArrived,
+    CallQueued,
+    CallRejected,
+    CallOffered,
+    OfferCancelled,
+    CallAnswered,
+    CallAbandoned,
+    CallOverflowed,
+    CallbackRequested,
+    CallbackFailed,
+    CallHeld,
+    CallResumed,
+    CallEnded,
+    WrapUpEnded,
+    AgentStateChanged,
+)
+EVENT_NAMES: dict[type, str] = {
+    cls: re.sub(r"(?<!^)(?=[A-Z])", "_", cls.__name__).lower() for cls in _EVENT_CLASSES
+}
+EVENT_TYPES: dict[str, type[Event]] = {name: cls for cls, name in EVENT_NAMES.items()}
+
+
+def event_from_dict(data: dict[str, Any]) -> Event:
+    """Rebuild an event from its JSON form (the inverse of ``Event.to_dict``)."""
+    data = dict(data)
+    cls = EVENT_TYPES[data.pop("type")]
+    if "queues" in data:
+        data["queues"] = tuple(data["queues"])
+    return cls(**data)

@@ -1,0 +1,109 @@
+"""`hotline erlang`: staffing from the command line (registered by hotline.cli)."""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from hotline.durations import parse_duration
+from hotline.wfm.erlang import ErlangInputError, StaffingResult, evaluate, required_agents
+
+
+def _fail(option: str, detail: object) -> typer.Exit:
+    """One readable line and exit code 2, the usage-error code, instead of a traceback."""
+    typer.echo(f"error: {option}: {detail}", err=True)
+    return typer.Exit(2)
+
+
+def _seconds(option: str, text: str) -> float:
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise _fail(option, exc) from None
+
+
+def _pct(value: float) -> str:
+    return f"{value:.1%}"
+
+
+def _table(
+    result: StaffingResult, sl_time: float, patience: float | None, shrinkage: float
+) -> Table:
+    model = "Erlang C" if patience is None else f"Erlang A (mean patience {patience:g} s)"
+    table = Table(title=model, show_header=False, title_justify="left")
+    table.add_column("metric", style="bold")
+    table.add_column("value", justify="right")
+    table.add_row("Traffic", f"{result.traffic_erlangs:.2f} erlangs")
+    table.add_row("Agents", str(result.agents))
+    table.add_row("Positions", f"{result.positions} (shrinkage {_pct(shrinkage)})")
+    table.add_row(f"Service level ({sl_time:g} s)", _pct(result.service_level))
+    asa = "unbounded (queue unstable)" if math.isinf(result.asa) else f"{result.asa:.1f} s"
+    table.add_row("Average speed of answer", asa)
+    table.add_row("Probability of waiting", _pct(result.p_wait))
+    table.add_row("Occupancy", _pct(result.occupancy))
+    if result.abandon_rate is not None:
+        table.add_row("Abandon rate", _pct(result.abandon_rate))
+    return table
+
+
+def erlang(
+    calls: Annotated[float, typer.Option(help="Calls offered in one period (may be fractional).")],
+    aht: Annotated[str, typer.Option(help="Average handle time, e.g. 180s, 3m.")],
+    period: Annotated[str, typer.Option(help="Length of the period the calls arrive in.")] = "30m",
+    sl_time: Annotated[str, typer.Option(help="Service level threshold, e.g. 20s.")] = "20s",
+    sl_target: Annotated[
+        float, typer.Option(help="Share of offered calls to answer within --sl-time (0-1].")
+    ] = 0.8,
+    patience: Annotated[
+        str | None, typer.Option(help="Mean caller patience; switches to Erlang A (abandons).")
+    ] = None,
+    agents: Annotated[
+        int | None, typer.Option(help="Evaluate this head count instead of searching.")
+    ] = None,
+    shrinkage: Annotated[
+        float, typer.Option(help="Share of paid time off the phones, to gross up positions.")
+    ] = 0.0,
+    max_occupancy: Annotated[
+        float, typer.Option(help="Upper bound on agent occupancy when searching (0-1].")
+    ] = 1.0,
+    json_output: Annotated[
+        bool, typer.Option("--json", help="Print one JSON object instead of a table.")
+    ] = False,
+) -> None:
+    """Size a queue with Erlang C, or Erlang A when callers abandon (--patience)."""
+    period_s, aht_s = _seconds("--period", period), _seconds("--aht", aht)
+    sl_time_s = _seconds("--sl-time", sl_time)
+    patience_s = None if patience is None else _seconds("--patience", patience)
+    try:
+        if agents is None:
+            result = required_agents(
+                calls=calls,
+                period=period_s,
+                aht=aht_s,
+                sl_time=sl_time_s,
+                sl_target=sl_target,
+                patience=patience_s,
+                shrinkage=shrinkage,
+                max_occupancy=max_occupancy,
+            )
+        else:
+            result = evaluate(
+                calls=calls,
+                period=period_s,
+                aht=aht_s,
+                agents=agents,
+                sl_time=sl_time_s,
+                patience=patience_s,
+                shrinkage=shrinkage,
+            )
+    except ErlangInputError as exc:
+        raise _fail("--" + exc.param.replace("_", "-"), exc.detail) from None
+    if json_output:
+        typer.echo(json.dumps(result.to_dict()))
+    else:
+        Console().print(_table(result, sl_time_s, patience_s, shrinkage))
