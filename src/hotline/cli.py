@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import typer
 from rich.console import Console
@@ -26,6 +26,12 @@ app.command("erlang", help="Erlang C / Erlang A staffing: agents needed, or SL o
 )
 
 
+def fail(message: str) -> NoReturn:
+    """One plain line on stderr (never wrapped, never a traceback) and exit status 2."""
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(2)
+
+
 @app.command()
 def sim(
     scenario: Annotated[Path, typer.Argument(help="Scenario YAML file.")],
@@ -36,18 +42,15 @@ def sim(
     ] = None,
 ) -> None:
     """Run a scenario through the real ACD engine on a virtual clock and report KPIs."""
-    err = Console(stderr=True)
     try:
         spec = load_scenario(scenario)
     except ScenarioError as exc:
-        err.print(f"[red]error:[/red] {exc}", highlight=False, markup=True)
-        raise typer.Exit(2) from None
+        fail(str(exc))
     out = None
     try:
         out = events.open("w", encoding="utf-8") if events else None
     except OSError as exc:
-        err.print(f"[red]error:[/red] {events}: cannot write: {exc.strerror}")
-        raise typer.Exit(2) from None
+        fail(f"{events}: cannot write: {exc.strerror}")
     try:
         simulation = Simulation(spec, seed=seed, events_out=out)
         if json_out:
@@ -58,7 +61,7 @@ def sim(
                 BarColumn(),
                 TextColumn("{task.percentage:>3.0f}% of simulated time"),
                 TimeElapsedColumn(),
-                console=err,
+                console=Console(stderr=True),
                 transient=False,
             ) as bar:
                 task = bar.add_task(spec.name, total=spec.duration)
@@ -71,7 +74,10 @@ def sim(
         json.dump(report, sys.stdout, ensure_ascii=False)
         sys.stdout.write("\n")
         return
-    Console().print(simulation_report(report, parse_clock(spec.start)[1]))
+    console = Console()
+    if not console.is_terminal:
+        console.width = 120  # a report piped to a file keeps its columns
+    console.print(simulation_report(report, parse_clock(spec.start)[1]))
 
 
 def main() -> None:  # pragma: no cover - console entry point alias

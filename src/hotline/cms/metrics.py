@@ -17,7 +17,6 @@ from hotline.events.types import (
     CallAbandoned,
     CallAnswered,
     CallbackFailed,
-    CallbackRequested,
     CallEnded,
     CallOffered,
     CallOverflowed,
@@ -418,7 +417,9 @@ class Metrics:
 
 
 class Realtime:
-    """Live view for wallboards: calls waiting and longest wait per queue, agents by state."""
+    """Live view for wallboards: calls waiting and longest wait per queue, agents by state.
+
+    A caller waiting for a queued callback still holds a place and counts as waiting."""
 
     def __init__(self) -> None:
         self._waiting: dict[str, dict[str, float]] = {}  # queue -> call -> original arrival
@@ -427,7 +428,6 @@ class Realtime:
         self._call_queue: dict[str, str] = {}
         self._agents: dict[str, tuple[str, str | None, float]] = {}
         self._agent_queues: dict[str, tuple[str, ...]] = {}
-        self._callbacks: dict[str, int] = {}
 
     def feed(self, e: Event) -> None:
         if isinstance(e, CallQueued):
@@ -449,8 +449,6 @@ class Realtime:
             self._call_queue.pop(e.call, None)
         elif isinstance(e, CallOverflowed):
             self._unwait(e.call)
-        elif isinstance(e, CallbackRequested):
-            self._callbacks[e.queue] = self._callbacks.get(e.queue, 0) + 1
         elif isinstance(e, AgentStateChanged):
             if e.state == "logged_out":
                 self._agents.pop(e.agent, None)
