@@ -5,7 +5,12 @@ BIN    := $(VENV)/bin
 
 .PHONY: demo test lint bench clean
 
+# mypyc needs a C compiler and the Python headers; install them from Debian if missing.
+PY_INCLUDE = $(shell $(PYTHON) -c 'import sysconfig; print(sysconfig.get_paths()["include"])')
+
 $(BIN)/python:
+	@command -v gcc >/dev/null && test -f "$(PY_INCLUDE)/Python.h" || { \
+	  apt-get update && apt-get install -y gcc python3-dev python3-venv; }
 	$(PYTHON) -m venv $(VENV) || { apt-get update && apt-get install -y python3-venv && $(PYTHON) -m venv $(VENV); }
 	$(BIN)/pip install --upgrade pip setuptools
 
@@ -22,6 +27,7 @@ demo: $(VENV)/.installed
 
 test: $(VENV)/.installed
 	$(BIN)/ruff check src tests bench
+	$(BIN)/mypy
 	$(BIN)/pytest
 
 bench: $(VENV)/.installed

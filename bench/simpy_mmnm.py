@@ -89,7 +89,8 @@ def run_simpy(
     env.run()
     wall = time.perf_counter() - start
     return {
-        "engine": f"simpy {simpy.__version__}",
+        "engine": "simpy",
+        "version": simpy.__version__,
         "calls": tally.offered,
         "wall_s": wall,
         "calls_per_s": tally.offered / wall,

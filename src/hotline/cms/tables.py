@@ -84,4 +84,9 @@ def simulation_report(result: dict[str, Any], clock_start: float = 0.0) -> Group
             f"error Hotline {ewt['hotline_mae']:.1f}s vs Asterisk running average "
             f"{ewt['asterisk_mae']:.1f}s"
         )
+    if result.get("unfinished_calls"):
+        parts.append(
+            f"[yellow]{result['unfinished_calls']} calls were still waiting at the end: "
+            "no agent able to serve them was left logged in.[/yellow]"
+        )
     return Group(*parts)

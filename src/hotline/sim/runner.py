@@ -17,7 +17,7 @@ from random import Random
 from typing import IO, Any
 
 from hotline.acd.commands import CancelOffer, DialCallback, ExitToCallback, Offer, Reject
-from hotline.acd.engine import ACD, LOGGED_OUT
+from hotline.acd.engine import ACD, LOGGED_OUT, NOT_READY, RONA_REASON
 from hotline.cms.metrics import Metrics
 from hotline.events.types import Event
 from hotline.sim.distributions import Sampler, sampler
@@ -28,9 +28,19 @@ _DAY = 86400.0
 _WEEK = 7 * _DAY
 
 # Heap event kinds.
-_ARRIVAL, _ABANDON, _ANSWER, _HANGUP, _LOGIN, _LOGOUT, _BREAK, _BREAK_END, _CALLBACK, _READY = (
-    range(10)
-)
+(
+    _ARRIVAL,
+    _ABANDON,
+    _ANSWER,
+    _HANGUP,
+    _LOGIN,
+    _LOGOUT,
+    _BREAK,
+    _BREAK_END,
+    _CALLBACK,
+    _READY,
+    _RONA_READY,
+) = range(11)
 
 
 class _Caller:
@@ -113,6 +123,11 @@ class SimulationResult:
     calls: int
     metrics: Metrics
 
+    @property
+    def unfinished(self) -> int:
+        """Calls still waiting when nothing else could happen (no agent left to serve them)."""
+        return self.metrics.in_flight()
+
     def to_dict(self) -> dict[str, Any]:
         m = self.metrics
         return {
@@ -124,6 +139,7 @@ class SimulationResult:
             "agents": m.agents(self.end),
             "intervals": m.intervals(),
             "ewt": m.ewt_accuracy(),
+            "unfinished_calls": self.unfinished,
         }
 
 
@@ -279,6 +295,9 @@ class Simulation:
         elif kind == _BREAK_END or kind == _READY:
             if acd.agent_state(payload)[0] != LOGGED_OUT:
                 acd.set_ready(now, payload)
+        elif kind == _RONA_READY:
+            if acd.agent_state(payload) == (NOT_READY, RONA_REASON):
+                acd.set_ready(now, payload)
         elif kind == _CALLBACK:
             call_id, reached = payload
             if reached:
@@ -315,7 +334,11 @@ class Simulation:
                 if cls is Offer:
                     self._offer(now, cmd)  # type: ignore[arg-type]
                 elif cls is CancelOffer:
-                    self._ringing.pop((cmd.call, cmd.agent), None)  # type: ignore[attr-defined]
+                    cancel: CancelOffer = cmd  # type: ignore[assignment]
+                    self._ringing.pop((cancel.call, cancel.agent), None)
+                    if cancel.reason == "no_answer":
+                        # The agent notices the missed call and makes themself ready again.
+                        self._push(now + self.scenario.rona_recovery, _RONA_READY, cancel.agent)
                 elif cls is Reject:
                     self._callers.pop(cmd.call, None)
                 elif cls is ExitToCallback:

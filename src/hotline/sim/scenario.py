@@ -252,6 +252,7 @@ class Scenario(_Model):
     traffic: list[TrafficSpec] = Field(min_length=1)
     agents: list[AgentGroupSpec] = Field(min_length=1)
     rona_probability: float = Field(0.0, ge=0, le=1)
+    rona_recovery: Duration = 30.0  # a simulated agent's time to get ready after a RONA
     callback: CallbackSpec = CallbackSpec(answer_rate=0.9)
 
     @field_validator("start")
