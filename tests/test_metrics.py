@@ -194,7 +194,11 @@ def test_realtime_snapshot_counts_waiting_calls_and_agents() -> None:
     assert snap["queues"]["q"]["waiting"] == 1
     assert snap["queues"]["q"]["longest_wait"] == pytest.approx(15.0)
     assert snap["queues"]["q"]["agents"] == {"reserved": 1, "not_ready": 1}
-    assert snap["agents"]["a2"] == {"state": "not_ready", "reason": "training", "time_in_state": 20.0}
+    assert snap["agents"]["a2"] == {
+        "state": "not_ready",
+        "reason": "training",
+        "time_in_state": 20.0,
+    }
 
 
 def test_every_event_round_trips_through_json() -> None:

@@ -122,8 +122,7 @@ class _Queue:
         self.ntiers = 1 + len(cfg.relax)
         self.waiting: list[LazyHeap] = [LazyHeap() for _ in range(self.ntiers)]
         self.ready: list[LazyHeap | RandomIndex] = [
-            RandomIndex(rng) if self.strategy == _RANDOM else LazyHeap()
-            for _ in range(self.ntiers)
+            RandomIndex(rng) if self.strategy == _RANDOM else LazyHeap() for _ in range(self.ntiers)
         ]
         self.waiting_count = 0
         self.by_priority: dict[int, int] = {}
@@ -333,7 +332,11 @@ class ACD:
         agent.pending = None
         self.events.append(
             AgentStateChanged(
-                now, agent.id, state, LOGGED_OUT, agent.reason,
+                now,
+                agent.id,
+                state,
+                LOGGED_OUT,
+                agent.reason,
                 tuple(m.queue.id for m in agent.memberships),
             )
         )
@@ -842,8 +845,9 @@ class ACD:
     def _relax(self, now: float, call: _Call, step: int) -> None:
         q = call.queue
         if step < len(q.cfg.relax):
-            self._schedule(call.entered + q.cfg.relax[step].after, _T_RELAX, (call, step + 1),
-                           call.visit)
+            self._schedule(
+                call.entered + q.cfg.relax[step].after, _T_RELAX, (call, step + 1), call.visit
+            )
         old = call.tier
         call.tier = step
         if call.state == _RINGING:

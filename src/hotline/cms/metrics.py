@@ -136,9 +136,23 @@ class Tally:
 
 
 _TALLY_FIELDS = (
-    "offered", "first_offered", "answered", "answered_in_sl", "abandoned", "short_abandoned",
-    "abandoned_in_sl", "overflowed", "rejected", "callback_failed", "handled", "wait_sum",
-    "max_wait", "handle_sum", "talk_sum", "hold_sum", "wrap_sum",
+    "offered",
+    "first_offered",
+    "answered",
+    "answered_in_sl",
+    "abandoned",
+    "short_abandoned",
+    "abandoned_in_sl",
+    "overflowed",
+    "rejected",
+    "callback_failed",
+    "handled",
+    "wait_sum",
+    "max_wait",
+    "handle_sum",
+    "talk_sum",
+    "hold_sum",
+    "wrap_sum",
 )
 
 
@@ -147,8 +161,16 @@ def _ratio(num: float, den: float) -> float | None:
 
 
 class _CallRecord:
-    __slots__ = ("entered", "first_offer", "immediate", "queue", "tally", "talk_hold", "ewt",
-                 "asterisk_ewt")
+    __slots__ = (
+        "asterisk_ewt",
+        "entered",
+        "ewt",
+        "first_offer",
+        "immediate",
+        "queue",
+        "talk_hold",
+        "tally",
+    )
 
     def __init__(self) -> None:
         self.queue = ""

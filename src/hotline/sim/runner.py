@@ -56,8 +56,18 @@ class _Caller:
 class _Stream:
     """Poisson arrivals, constant or piecewise-constant by time of day/week."""
 
-    __slots__ = ("cycle", "handle", "ident", "patience", "priority", "queue", "rates", "rng",
-                 "starts", "offset")
+    __slots__ = (
+        "cycle",
+        "handle",
+        "ident",
+        "offset",
+        "patience",
+        "priority",
+        "queue",
+        "rates",
+        "rng",
+        "starts",
+    )
 
     def __init__(self, ident: int, spec: TrafficSpec, scenario: Scenario, seed: int) -> None:
         self.ident = ident
@@ -321,8 +331,9 @@ class Simulation:
         wrap = self._manual_wrap.get(caller.queue)
         if wrap is not None:
             own = self._group_wrap.get(caller.agent)
-            self._push(now + caller.handle + (own if own is not None else wrap), _READY,
-                       caller.agent)
+            self._push(
+                now + caller.handle + (own if own is not None else wrap), _READY, caller.agent
+            )
 
     def _commands(self, now: float) -> None:
         acd = self.acd

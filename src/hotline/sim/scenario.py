@@ -152,8 +152,10 @@ class QueueSpec(_Model):
     def config(self) -> QueueConfig:
         ex = None
         if self.exit is not None:
-            ex = QueueExit("callback") if self.exit.callback else QueueExit(
-                "overflow", self.exit.overflow
+            ex = (
+                QueueExit("callback")
+                if self.exit.callback
+                else QueueExit("overflow", self.exit.overflow)
             )
         return QueueConfig(
             id=self.id,
@@ -275,7 +277,9 @@ class Scenario(_Model):
             raise ValueError(f"queue ids must be unique: {ids}")
         for q in self.queues:
             if q.exit is not None and q.exit.overflow is not None and q.exit.overflow not in ids:
-                raise ValueError(f"queue {q.id}: overflow target {q.exit.overflow!r} is not a queue")
+                raise ValueError(
+                    f"queue {q.id}: overflow target {q.exit.overflow!r} is not a queue"
+                )
         for i, t in enumerate(self.traffic):
             if t.queue not in ids:
                 raise ValueError(f"traffic.{i}.queue: {t.queue!r} is not a queue")
