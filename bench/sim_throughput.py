@@ -55,7 +55,7 @@ N_QUEUES = 50
 N_AGENTS = 1000
 TARGET_LOAD = 0.88  # offered Erlangs per agent of the queue's own group
 # The same-model comparison: M/M/n+M, n=100, λ=0.5/s, mean handle 180 s, mean patience 120 s.
-MMNM = {"agents": 100, "rate": 0.5, "mean_handle": 180.0, "mean_patience": 120.0}
+MMN_AGENTS, MMN_RATE, MMN_HANDLE, MMN_PATIENCE = 100, 0.5, 180.0, 120.0
 GOAL_SPEEDUP = 3.0
 GOAL_RSS_MB = 500.0
 
@@ -130,16 +130,16 @@ def mmnm_scenario(calls: int) -> dict[str, Any]:
     """The M/M/n+M comparison queue as a Hotline scenario (no wrap-up, FIFO, longest idle)."""
     return {
         "name": "bench-mmnm",
-        "duration": calls / MMNM["rate"],
+        "duration": calls / MMN_RATE,
         "service_level": {"threshold": 20.0, "short_abandon": 5.0},
         "queues": [{"id": "q", "strategy": "longest-idle"}],
         "traffic": [{
             "queue": "q",
-            "calls_per_hour": MMNM["rate"] * 3600.0,
-            "handle_time": {"dist": "exponential", "mean": MMNM["mean_handle"]},
-            "patience": {"dist": "exponential", "mean": MMNM["mean_patience"]},
+            "calls_per_hour": MMN_RATE * 3600.0,
+            "handle_time": {"dist": "exponential", "mean": MMN_HANDLE},
+            "patience": {"dist": "exponential", "mean": MMN_PATIENCE},
         }],
-        "agents": [{"group": "a", "count": int(MMNM["agents"])}],
+        "agents": [{"group": "a", "count": MMN_AGENTS}],
     }
 
 
@@ -204,7 +204,7 @@ def run_skills(calls: int, seed: int) -> dict[str, Any]:
     scenario = Scenario.model_validate(skills_scenario(calls))
     t0 = time.perf_counter()
     sim = Simulation(scenario, seed=seed)
-    t1 = time.perf_counter()
+    t1, c1 = time.perf_counter(), time.process_time()
     rss_setup = _status_mb("VmRSS")
     samples: list[tuple[float, float]] = []
     duration = scenario.duration
@@ -215,7 +215,7 @@ def run_skills(calls: int, seed: int) -> dict[str, Any]:
             samples.append((now / duration, rss))
 
     result = sim.run(progress)
-    t2 = time.perf_counter()
+    t2, c2 = time.perf_counter(), time.process_time()
     deciles = []
     for k in range(1, 11):
         near = [s for s in samples if s[0] <= k / 10]
@@ -229,7 +229,9 @@ def run_skills(calls: int, seed: int) -> dict[str, Any]:
         "calls": result.calls,
         "setup_s": t1 - t0,
         "wall_s": t2 - t1,
+        "cpu_s": c2 - c1,
         "calls_per_s": result.calls / (t2 - t1),
+        "calls_per_cpu_s": result.calls / (c2 - c1),
         "kpis": _summary(sim, result),
         "rss_setup_mb": rss_setup,
         "rss_by_decile_mb": deciles,
@@ -248,17 +250,20 @@ def run_skills_subprocess(calls: int, seed: int) -> dict[str, Any]:
 def run_hotline_mmnm(calls: int, seed: int) -> dict[str, Any]:
     """The comparison queue through Hotline's simulator: events and metrics on, as always."""
     scenario = Scenario.model_validate(mmnm_scenario(calls))
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     sim = Simulation(scenario, seed=seed)
     result = sim.run()
     wall = time.perf_counter() - start
+    cpu = time.process_time() - cpu
     total = result.metrics.total()
     base = total["offered"] - total["short_abandoned"]
     return {
         "engine": "hotline",
         "calls": result.calls,
         "wall_s": wall,
+        "cpu_s": cpu,
         "calls_per_s": result.calls / wall,
+        "calls_per_cpu_s": result.calls / cpu,
         "kpis": {
             "service_level": total["service_level"],
             "abandon_rate": total["abandoned"] / base,
@@ -274,9 +279,9 @@ def erlang_a_reference() -> dict[str, Any] | None:
     try:
         from hotline.wfm.erlang import evaluate
 
-        res = evaluate(calls=MMNM["rate"] * 3600.0, period=3600.0, aht=MMNM["mean_handle"],
-                       agents=int(MMNM["agents"]), sl_time=20.0,
-                       patience=MMNM["mean_patience"])
+        res = evaluate(calls=MMN_RATE * 3600.0, period=3600.0, aht=MMN_HANDLE,
+                       agents=MMN_AGENTS, sl_time=20.0,
+                       patience=MMN_PATIENCE)
         return {"abandon_all": res.abandon_rate, "service_level": res.service_level,
                 "asa": res.asa}
     except Exception:  # a reference only; never fail the benchmark over it
@@ -284,17 +289,23 @@ def erlang_a_reference() -> dict[str, Any] | None:
 
 
 def compare(calls: int, seed: int, repeat: int) -> dict[str, Any]:
-    """Hotline vs SimPy on the same queue, same call count, same process; best of ``repeat``."""
-    hot = min((run_hotline_mmnm(calls, seed) for _ in range(repeat)), key=lambda r: r["wall_s"])
-    ref = min((run_simpy(calls=calls, seed=seed, **MMNM) for _ in range(repeat)),  # type: ignore[arg-type]
-              key=lambda r: r["wall_s"])
+    """Hotline vs SimPy on the same queue, same call count, same process; runs alternate
+    (so a burst of load elsewhere hits both) and the fastest of ``repeat`` each is kept."""
+    hots, refs = [], []
+    for _ in range(repeat):
+        hots.append(run_hotline_mmnm(calls, seed))
+        refs.append(run_simpy(agents=MMN_AGENTS, rate=MMN_RATE, mean_handle=MMN_HANDLE,
+                              mean_patience=MMN_PATIENCE, calls=calls, seed=seed))
+    hot = min(hots, key=lambda r: r["wall_s"])
+    ref = min(refs, key=lambda r: r["wall_s"])
     return {
-        "model": "M/M/{agents}+M λ={rate}/s handle {mean_handle:g}s patience "
-                 "{mean_patience:g}s".format(**MMNM),
+        "model": f"M/M/{MMN_AGENTS}+M λ={MMN_RATE:g}/s handle {MMN_HANDLE:g}s "
+                 f"patience {MMN_PATIENCE:g}s",
         "calls": calls,
         "hotline": hot,
         "simpy": ref,
         "speedup": hot["calls_per_s"] / ref["calls_per_s"],
+        "speedup_cpu": hot["calls_per_cpu_s"] / ref["calls_per_cpu_s"],
         "erlang_a": erlang_a_reference(),
     }
 
@@ -324,8 +335,10 @@ def report(data: dict[str, Any]) -> None:
     else:
         missing = ", ".join(k for k, v in comp.items() if not v)
         build = f"[bold red]NOT fully compiled ({n_comp}/{len(comp)}); pure: {missing}[/]"
-    console.print(f"[bold]Hotline simulator benchmark[/]  {data['env']['python']} on "
-                  f"{data['env']['cpu']}  build: {build}")
+    env = data["env"]
+    console.print(f"[bold]Hotline simulator benchmark[/]  {env['python']}, {env['cpu']} "
+                  f"×{env['cpus']} (load {env['loadavg_before']:.2f} before, "
+                  f"{env['loadavg_after']:.2f} after)\nbuild: {build}")
 
     sk = data["skills"]
     k = sk["kpis"]
@@ -336,6 +349,7 @@ def report(data: dict[str, Any]) -> None:
     t.add_row("calls simulated", f"{sk['calls']:,}")
     t.add_row("wall time (run)", f"{sk['wall_s']:.2f} s  (+{sk['setup_s']:.2f} s setup)")
     t.add_row("[bold]calls / s[/]", f"[bold]{sk['calls_per_s']:,.0f}[/]")
+    t.add_row("calls / CPU-s", f"{sk['calls_per_cpu_s']:,.0f}")
     t.add_row("service level (20 s)", _pct(k["service_level"]))
     t.add_row("abandon rate (excl. short)", _pct(k["abandon_rate"]))
     t.add_row("ASA", f"{k['asa']:.1f} s")
@@ -370,7 +384,8 @@ def report(data: dict[str, Any]) -> None:
     console.print(t)
 
     g = data["goals"]
-    console.print(f"Goal ≥ {GOAL_SPEEDUP:g}× SimPy: {c['speedup']:.2f}× → {_verdict(g['speedup'])}")
+    console.print(f"Goal ≥ {GOAL_SPEEDUP:g}× SimPy: {c['speedup']:.2f}× "
+                  f"(CPU time: {c['speedup_cpu']:.2f}×) → {_verdict(g['speedup'])}")
     console.print(f"Goal peak RSS < {GOAL_RSS_MB:g} MB ({sk['calls']:,} calls): "
                   f"{sk['peak_rss_mb']:.0f} MB → {_verdict(g['rss'])}")
     console.print(f"Memory flat with run length: {mem['growth_mb']:+.1f} MB from "
@@ -402,6 +417,9 @@ def main(argv: list[str] | None = None) -> int:
         print(msg, file=sys.stderr, flush=True)
 
     compiled = compiled_modules()
+    load_before = os.getloadavg()[0]
+    if load_before > 0.5:
+        say(f"note: load average {load_before:.2f} before start; other processes skew timings")
     if not all(compiled.values()):
         say("warning: running pure Python; install non-editable (pip install .) to compile")
     runs = []
@@ -418,7 +436,12 @@ def main(argv: list[str] | None = None) -> int:
             "python": f"Python {platform.python_version()}",
             "cpu": _cpu_name(),
             "executable": sys.executable,
+            "cpus": os.cpu_count(),
+            "loadavg_before": load_before,
+            "loadavg_after": os.getloadavg()[0],
         },
+        "args": {"calls": args.calls, "compare_calls": args.compare_calls, "seed": args.seed,
+                 "repeat": args.repeat},
         "compiled": compiled,
         "is_compiled": all(compiled.values()),
         "skills": skills,

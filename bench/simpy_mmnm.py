@@ -45,7 +45,7 @@ def run_simpy(
     short_abandon: float = 5.0,
 ) -> dict[str, Any]:
     """Simulate ``calls`` Poisson arrivals (``rate`` per second) until the last one leaves;
-    returns the tally, wall seconds and calls per second."""
+    returns the tally, wall and CPU seconds and calls per second of each."""
     rng = Random(f"{seed}:simpy")
     uniform = rng.random
     tally = Tally()
@@ -82,18 +82,21 @@ def run_simpy(
             tally.offered += 1
             env.process(caller(env, pool, exp(mean_handle), exp(mean_patience)))
 
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     env = simpy.Environment()
     pool = simpy.Resource(env, capacity=agents)
     env.process(source(env, pool))
     env.run()
     wall = time.perf_counter() - start
+    cpu = time.process_time() - cpu
     return {
         "engine": "simpy",
         "version": simpy.__version__,
         "calls": tally.offered,
         "wall_s": wall,
+        "cpu_s": cpu,
         "calls_per_s": tally.offered / wall,
+        "calls_per_cpu_s": tally.offered / cpu,
         "tally": asdict(tally),
         "kpis": kpis(tally),
         "end": env.now,

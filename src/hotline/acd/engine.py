@@ -372,8 +372,14 @@ class ACD:
             agent.pending = None
 
     def end_wrap_up(self, now: float, agent_id: str) -> None:
-        """The agent finished after-call work (manual wrap-up)."""
-        self.set_ready(now, agent_id)
+        """The agent finished after-call work (manual wrap-up); a not-ready or log-out asked
+        for during the call applies now (``set_ready`` instead means "ready", overriding it)."""
+        self._tick(now)
+        agent = self._agent(agent_id)
+        if agent.state == LOGGED_OUT:
+            raise ACDError(f"agent {agent_id} must log in first")
+        if agent.state == WRAP_UP:
+            self._finish_wrap(now, agent)
 
     def set_not_ready(self, now: float, agent_id: str, reason: str | None = None) -> None:
         """Not ready now; on a call, from the end of its wrap-up; while ringing, the call
@@ -437,6 +443,8 @@ class ACD:
             return
         if state == _DIALING:
             raise ACDError(f"call {call_id} is being called back: report callback_failed")
+        if state == _ENDED:
+            raise ACDError(f"call {call_id} has already ended")
         q = call.queue
         ringing = state == _RINGING
         if ringing:
@@ -719,11 +727,18 @@ class ACD:
         agents = self._pick_agents(call)
         if agents:
             position, ewt = 1, 0.0
-        else:
+        elif overflow_from is None:
+            # Everyone of the same or higher priority already waiting is ahead of a new caller.
             position = 1
             for prio, count in q.by_priority.items():
                 if prio >= call.priority:
                     position += count
+            ewt = self._ewt(q, position)
+        else:
+            # An overflowed caller keeps their arrival time and may go ahead of others: count.
+            position = 1 + sum(
+                heap.count_before(-call.priority, call.arrival) for heap in q.waiting
+            )
             ewt = self._ewt(q, position)
         self.events.append(
             CallQueued(now, call.id, q.id, call.priority, position, ewt, overflow_from)

@@ -50,6 +50,14 @@ class LazyHeap:
             self._heap = [e for e in self._heap if e[4].epoch == e[3]]
             heapify(self._heap)
 
+    def count_before(self, k1: float, k2: float) -> int:
+        """Live entries ordered before (k1, k2): O(n), for the rare caller who needs it."""
+        n = 0
+        for e in self._heap:
+            if e[4].epoch == e[3] and (e[0], e[1]) < (k1, k2):
+                n += 1
+        return n
+
     def live(self) -> list[Indexed]:
         """Live items, best first."""
         return [e[4] for e in sorted(self._heap) if e[4].epoch == e[3]]
