@@ -68,7 +68,12 @@ def measure(agents: int, queues: int, calls: int, seed: int = 1) -> dict[str, fl
         acd.commands.clear()
         acd.events.clear()
     elapsed = time.perf_counter() - start
-    return {"agents": agents, "queues": queues, "calls": calls, "us_per_call": elapsed / calls * 1e6}
+    return {
+        "agents": agents,
+        "queues": queues,
+        "calls": calls,
+        "us_per_call": elapsed / calls * 1e6,
+    }
 
 
 def main() -> None:
@@ -85,9 +90,7 @@ def main() -> None:
         return
     print(f"ACD routing cost per call (arrival + hang-up decisions), compiled={compiled}")
     for r in rows:
-        print(
-            f"  {r['agents']:>6} agents {r['queues']:>5} queues: {r['us_per_call']:6.1f} µs/call"
-        )
+        print(f"  {r['agents']:>6} agents {r['queues']:>5} queues: {r['us_per_call']:6.1f} µs/call")
 
 
 if __name__ == "__main__":
