@@ -103,12 +103,14 @@ def skills_scenario(calls: int) -> dict[str, Any]:
             if i % 2 == 0
             else {"dist": "lognormal", "mean": handle, "sd": 0.7 * handle}
         )
-        traffic.append({
-            "queue": qid,
-            "calls_per_hour": rate * 3600.0,
-            "handle_time": handle_dist,
-            "patience": {"dist": "exponential", "mean": 90.0 + 30.0 * (i % 5)},
-        })
+        traffic.append(
+            {
+                "queue": qid,
+                "calls_per_hour": rate * 3600.0,
+                "handle_time": handle_dist,
+                "patience": {"dist": "exponential", "mean": 90.0 + 30.0 * (i % 5)},
+            }
+        )
         nskills = 3 + i % 3  # 3..5 skills per group
         skills = {qid: 6 + i % 4}
         for offset, level in list(zip((1, 2, 5, 11), (4, 3, 2, 1), strict=True))[: nskills - 1]:
@@ -133,12 +135,14 @@ def mmnm_scenario(calls: int) -> dict[str, Any]:
         "duration": calls / MMN_RATE,
         "service_level": {"threshold": 20.0, "short_abandon": 5.0},
         "queues": [{"id": "q", "strategy": "longest-idle"}],
-        "traffic": [{
-            "queue": "q",
-            "calls_per_hour": MMN_RATE * 3600.0,
-            "handle_time": {"dist": "exponential", "mean": MMN_HANDLE},
-            "patience": {"dist": "exponential", "mean": MMN_PATIENCE},
-        }],
+        "traffic": [
+            {
+                "queue": "q",
+                "calls_per_hour": MMN_RATE * 3600.0,
+                "handle_time": {"dist": "exponential", "mean": MMN_HANDLE},
+                "patience": {"dist": "exponential", "mean": MMN_PATIENCE},
+            }
+        ],
         "agents": [{"group": "a", "count": MMN_AGENTS}],
     }
 
@@ -241,8 +245,14 @@ def run_skills(calls: int, seed: int) -> dict[str, Any]:
 
 def run_skills_subprocess(calls: int, seed: int) -> dict[str, Any]:
     """The skills run in a fresh interpreter, so its peak RSS is its own."""
-    cmd = [sys.executable, os.path.abspath(__file__), "--child-skills", str(calls),
-           "--seed", str(seed)]
+    cmd = [
+        sys.executable,
+        os.path.abspath(__file__),
+        "--child-skills",
+        str(calls),
+        "--seed",
+        str(seed),
+    ]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True)
     return json.loads(out.stdout)  # type: ignore[no-any-return]
 
@@ -279,11 +289,15 @@ def erlang_a_reference() -> dict[str, Any] | None:
     try:
         from hotline.wfm.erlang import evaluate
 
-        res = evaluate(calls=MMN_RATE * 3600.0, period=3600.0, aht=MMN_HANDLE,
-                       agents=MMN_AGENTS, sl_time=20.0,
-                       patience=MMN_PATIENCE)
-        return {"abandon_all": res.abandon_rate, "service_level": res.service_level,
-                "asa": res.asa}
+        res = evaluate(
+            calls=MMN_RATE * 3600.0,
+            period=3600.0,
+            aht=MMN_HANDLE,
+            agents=MMN_AGENTS,
+            sl_time=20.0,
+            patience=MMN_PATIENCE,
+        )
+        return {"abandon_all": res.abandon_rate, "service_level": res.service_level, "asa": res.asa}
     except Exception:  # a reference only; never fail the benchmark over it
         return None
 
@@ -294,14 +308,22 @@ def compare(calls: int, seed: int, repeat: int) -> dict[str, Any]:
     hots, refs = [], []
     for _ in range(repeat):
         hots.append(run_hotline_mmnm(calls, seed))
-        refs.append(run_simpy(agents=MMN_AGENTS, rate=MMN_RATE, mean_handle=MMN_HANDLE,
-                              mean_patience=MMN_PATIENCE, calls=calls, seed=seed))
+        refs.append(
+            run_simpy(
+                agents=MMN_AGENTS,
+                rate=MMN_RATE,
+                mean_handle=MMN_HANDLE,
+                mean_patience=MMN_PATIENCE,
+                calls=calls,
+                seed=seed,
+            )
+        )
     hot = min(hots, key=lambda r: r["wall_s"])
     ref = min(refs, key=lambda r: r["wall_s"])
     pairs = sorted(h["calls_per_s"] / r["calls_per_s"] for h, r in zip(hots, refs, strict=True))
     return {
         "model": f"M/M/{MMN_AGENTS}+M λ={MMN_RATE:g}/s handle {MMN_HANDLE:g}s "
-                 f"patience {MMN_PATIENCE:g}s",
+        f"patience {MMN_PATIENCE:g}s",
         "calls": calls,
         "hotline": hot,
         "simpy": ref,
@@ -341,14 +363,18 @@ def report(data: dict[str, Any]) -> None:
         missing = ", ".join(k for k, v in comp.items() if not v)
         build = f"[bold red]NOT fully compiled ({n_comp}/{len(comp)}); pure: {missing}[/]"
     env = data["env"]
-    console.print(f"[bold]Hotline simulator benchmark[/]  {env['python']}, {env['cpu']} "
-                  f"×{env['cpus']} (load {env['loadavg_before']:.2f} before, "
-                  f"{env['loadavg_after']:.2f} after)\nbuild: {build}")
+    console.print(
+        f"[bold]Hotline simulator benchmark[/]  {env['python']}, {env['cpu']} "
+        f"×{env['cpus']} (load {env['loadavg_before']:.2f} before, "
+        f"{env['loadavg_after']:.2f} after)\nbuild: {build}"
+    )
 
     sk = data["skills"]
     k = sk["kpis"]
-    t = Table(title=f"Skills scenario: {sk['agents']:,} agents, {sk['queues']} queues, "
-                    f"{sk['sim_hours']:.1f} simulated hours (events + metrics on)")
+    t = Table(
+        title=f"Skills scenario: {sk['agents']:,} agents, {sk['queues']} queues, "
+        f"{sk['sim_hours']:.1f} simulated hours (events + metrics on)"
+    )
     t.add_column("figure")
     t.add_column("value", justify="right")
     t.add_row("calls simulated", f"{sk['calls']:,}")
@@ -370,13 +396,26 @@ def report(data: dict[str, Any]) -> None:
         t.add_column(col, justify="right", no_wrap=True)
     for r in (c["hotline"], c["simpy"]):
         kk = r["kpis"]
-        t.add_row(r["engine"], f"{r['calls']:,}", f"{r['wall_s']:.2f}",
-                  f"{r['calls_per_s']:,.0f}", _pct(kk["service_level"]), _pct(kk["abandon_all"]),
-                  f"{kk['asa']:.2f}")
+        t.add_row(
+            r["engine"],
+            f"{r['calls']:,}",
+            f"{r['wall_s']:.2f}",
+            f"{r['calls_per_s']:,.0f}",
+            _pct(kk["service_level"]),
+            _pct(kk["abandon_all"]),
+            f"{kk['asa']:.2f}",
+        )
     if c["erlang_a"]:
         e = c["erlang_a"]
-        t.add_row("Erlang A", "", "", "", _pct(e["service_level"]), _pct(e["abandon_all"]),
-                  f"{e['asa']:.2f}")
+        t.add_row(
+            "Erlang A",
+            "",
+            "",
+            "",
+            _pct(e["service_level"]),
+            _pct(e["abandon_all"]),
+            f"{e['asa']:.2f}",
+        )
     console.print(t)
 
     mem = data["memory"]
@@ -384,19 +423,29 @@ def report(data: dict[str, Any]) -> None:
     for col in ("calls", "RSS after setup", "RSS at 10%…100% of the run (MB)", "peak RSS"):
         t.add_column(col, justify="right")
     for r in mem["runs"]:
-        t.add_row(f"{r['calls']:,}", f"{r['rss_setup_mb']:.0f} MB",
-                  " ".join(f"{x:.0f}" for x in r["rss_by_decile_mb"]), f"{r['peak_rss_mb']:.0f} MB")
+        t.add_row(
+            f"{r['calls']:,}",
+            f"{r['rss_setup_mb']:.0f} MB",
+            " ".join(f"{x:.0f}" for x in r["rss_by_decile_mb"]),
+            f"{r['peak_rss_mb']:.0f} MB",
+        )
     console.print(t)
 
     g = data["goals"]
-    console.print(f"Goal ≥ {GOAL_SPEEDUP:g}× SimPy: {c['speedup']:.2f}× best of {c['repeat']} "
-                  f"(CPU time {c['speedup_cpu']:.2f}×, median pair {c['speedup_median_pair']:.2f}×)"
-                  f" → {_verdict(g['speedup'])}")
-    console.print(f"Goal peak RSS < {GOAL_RSS_MB:g} MB ({sk['calls']:,} calls): "
-                  f"{sk['peak_rss_mb']:.0f} MB → {_verdict(g['rss'])}")
-    console.print(f"Memory flat with run length: {mem['growth_mb']:+.1f} MB from "
-                  f"{mem['runs'][0]['calls']:,} to {mem['runs'][-1]['calls']:,} calls → "
-                  f"{_verdict(g['flat'])}")
+    console.print(
+        f"Goal ≥ {GOAL_SPEEDUP:g}× SimPy: {c['speedup']:.2f}× best of {c['repeat']} "
+        f"(CPU time {c['speedup_cpu']:.2f}×, median pair {c['speedup_median_pair']:.2f}×)"
+        f" → {_verdict(g['speedup'])}"
+    )
+    console.print(
+        f"Goal peak RSS < {GOAL_RSS_MB:g} MB ({sk['calls']:,} calls): "
+        f"{sk['peak_rss_mb']:.0f} MB → {_verdict(g['rss'])}"
+    )
+    console.print(
+        f"Memory flat with run length: {mem['growth_mb']:+.1f} MB from "
+        f"{mem['runs'][0]['calls']:,} to {mem['runs'][-1]['calls']:,} calls → "
+        f"{_verdict(g['flat'])}"
+    )
     console.print(f"Skills model sane (SL ≥ 50%, abandons < 10%): {_verdict(g['sane'])}")
 
 
@@ -404,13 +453,21 @@ def main(argv: list[str] | None = None) -> int:
     """CLI entry: the parent runs the memory/throughput children, then the comparison."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--calls", type=int, default=1_000_000, help="skills-run calls (≥)")
-    ap.add_argument("--compare-calls", type=int, default=300_000,
-                    help="calls for the Hotline vs SimPy comparison")
+    ap.add_argument(
+        "--compare-calls",
+        type=int,
+        default=300_000,
+        help="calls for the Hotline vs SimPy comparison",
+    )
     ap.add_argument("--quick", action="store_true", help="smoke run: 50k / 20k calls, once")
     ap.add_argument("--json", action="store_true", help="print one JSON object")
     ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--repeat", type=int, default=3,
-                    help="comparison runs of each engine, alternating; the fastest is kept")
+    ap.add_argument(
+        "--repeat",
+        type=int,
+        default=3,
+        help="comparison runs of each engine, alternating; the fastest is kept",
+    )
     ap.add_argument("--child-skills", type=int, metavar="CALLS", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
 
@@ -447,8 +504,12 @@ def main(argv: list[str] | None = None) -> int:
             "loadavg_before": load_before,
             "loadavg_after": os.getloadavg()[0],
         },
-        "args": {"calls": args.calls, "compare_calls": args.compare_calls, "seed": args.seed,
-                 "repeat": args.repeat},
+        "args": {
+            "calls": args.calls,
+            "compare_calls": args.compare_calls,
+            "seed": args.seed,
+            "repeat": args.repeat,
+        },
         "compiled": compiled,
         "is_compiled": all(compiled.values()),
         "skills": skills,

@@ -73,9 +73,7 @@ def run_simpy(
             else:
                 tally.abandoned += 1
 
-    def source(
-        env: simpy.Environment, pool: simpy.Resource
-    ) -> Generator[simpy.Event, Any, None]:
+    def source(env: simpy.Environment, pool: simpy.Resource) -> Generator[simpy.Event, Any, None]:
         mean_gap = 1.0 / rate
         for _ in range(calls):
             yield env.timeout(exp(mean_gap))
@@ -117,5 +115,9 @@ def kpis(t: Tally) -> dict[str, float | None]:
 if __name__ == "__main__":
     import json
 
-    print(json.dumps(run_simpy(agents=100, rate=0.5, mean_handle=180.0, mean_patience=120.0,
-                               calls=100_000), indent=2))
+    print(
+        json.dumps(
+            run_simpy(agents=100, rate=0.5, mean_handle=180.0, mean_patience=120.0, calls=100_000),
+            indent=2,
+        )
+    )
