@@ -176,7 +176,7 @@ def compiled_modules() -> dict[str, bool]:
     return {name: (import_module(name).__file__ or "").endswith(".so") for name in HOT_MODULES}
 
 
-def _summary(sim: Simulation, result: Any) -> dict[str, Any]:
+def _summary(result: Any) -> dict[str, Any]:
     """Center KPIs plus the spread across queues and agents (a collapse shows up here)."""
     m = result.metrics
     total = m.total()
@@ -236,7 +236,7 @@ def run_skills(calls: int, seed: int) -> dict[str, Any]:
         "cpu_s": c2 - c1,
         "calls_per_s": result.calls / (t2 - t1),
         "calls_per_cpu_s": result.calls / (c2 - c1),
-        "kpis": _summary(sim, result),
+        "kpis": _summary(result),
         "rss_setup_mb": rss_setup,
         "rss_by_decile_mb": deciles,
         "peak_rss_mb": peak_rss_mb(),
@@ -459,7 +459,7 @@ def main(argv: list[str] | None = None) -> int:
         default=300_000,
         help="calls for the Hotline vs SimPy comparison",
     )
-    ap.add_argument("--quick", action="store_true", help="smoke run: 50k / 20k calls, once")
+    ap.add_argument("--quick", action="store_true", help="smoke run: 50k / 20k calls")
     ap.add_argument("--json", action="store_true", help="print one JSON object")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument(
@@ -475,7 +475,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(run_skills(args.child_skills, args.seed)))
         return 0
     if args.quick:
-        args.calls, args.compare_calls, args.repeat = 50_000, 20_000, 1
+        args.calls, args.compare_calls = 50_000, 20_000
 
     def say(msg: str) -> None:
         print(msg, file=sys.stderr, flush=True)
