@@ -78,7 +78,3 @@ def sim(
     if not console.is_terminal:
         console.width = 120  # a report piped to a file keeps its columns
     console.print(simulation_report(report, parse_clock(spec.start)[1]))
-
-
-def main() -> None:  # pragma: no cover - console entry point alias
-    app()

@@ -229,14 +229,12 @@ class Metrics:
         self.asterisk_abs_error = 0.0
         self.ewt_error = 0.0
         self.asterisk_error = 0.0
-        self.last_t = origin
 
     def sl_for(self, queue: str) -> ServiceLevelConfig:
         return self._queue_sl.get(queue, self.sl)
 
     def feed(self, event: Event) -> None:
         """Fold one event into the tallies (a chain of identity tests: the hot path)."""
-        self.last_t = event.t
         cls = type(event)
         if cls is AgentStateChanged:
             self._agent_state(event)  # type: ignore[arg-type]

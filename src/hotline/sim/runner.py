@@ -179,7 +179,6 @@ class Simulation:
         self._ringing: dict[tuple[str, str], int] = {}
         self._ring_token = 0
         self._calls = 0
-        self._now = 0.0
         self._streams = [_Stream(i, t, scenario, seed) for i, t in enumerate(scenario.traffic)]
         self._behaviour: dict[str, _AgentBehaviour] = {}
         self._manual_wrap: dict[str, float] = {
@@ -232,7 +231,6 @@ class Simulation:
                 acd.on_timer(now)
             else:
                 now, _, kind, payload = heappop(heap)
-                self._now = now
                 self._handle(now, kind, payload)
             if acd.commands:
                 self._commands(now)
