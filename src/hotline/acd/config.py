@@ -88,6 +88,13 @@ class QueueConfig:
         """Tier k accepts any of these requirement sets up to index k."""
         return (self.skills, *(step.skills for step in self.relax))
 
+    def eligible_tier(self, skills: dict[str, int]) -> int:
+        """Lowest tier at which an agent with ``skills`` may take this queue's calls (-1: never)."""
+        for tier, req in enumerate(self.requirement_tiers):
+            if all(skills.get(skill, 0) >= level for skill, level in req.items()):
+                return tier
+        return -1
+
 
 @dataclass(frozen=True, slots=True)
 class AgentConfig:

@@ -601,7 +601,7 @@ class ACD:
         agent.memberships = []
         agent.slots = []
         for q in sorted(seen.values(), key=lambda q: q.order):
-            tier = _eligible_tier(skills, q.cfg.requirement_tiers)
+            tier = q.cfg.eligible_tier(skills)
             if tier < 0:
                 continue
             prof = sum(skills.get(s, 0) for s in q.cfg.skills)
@@ -901,10 +901,3 @@ class ACD:
         call.number = number
         self.events.append(CallbackRequested(now, call.id, call.queue.id, reason))
         self.commands.append(ExitToCallback(call.id, call.queue.id))
-
-
-def _eligible_tier(skills: dict[str, int], tiers: tuple[dict[str, int], ...]) -> int:
-    for tier, req in enumerate(tiers):
-        if all(skills.get(skill, 0) >= level for skill, level in req.items()):
-            return tier
-    return -1

@@ -289,7 +289,7 @@ class Scenario(_Model):
         for g in self.agents:
             if self.rona_probability_of(g) > 0:
                 for q in self.queues:
-                    if q.ring_timeout is None and _serves(g.skills, q):
+                    if q.ring_timeout is None and q.config().eligible_tier(g.skills) >= 0:
                         raise ValueError(
                             f"agents {g.group} may not answer (rona_probability) but queue "
                             f"{q.id} has no ring_timeout"
@@ -312,11 +312,6 @@ class Scenario(_Model):
 
     def service_levels(self) -> dict[str, ServiceLevelConfig]:
         return {q.id: q.service_level.config() for q in self.queues if q.service_level}
-
-
-def _serves(skills: dict[str, int], q: QueueSpec) -> bool:
-    tiers = [q.skills, *(r.skills for r in q.relax)]
-    return any(all(skills.get(s, 0) >= lvl for s, lvl in req.items()) for req in tiers)
 
 
 def format_validation_error(err: ValidationError) -> str:
