@@ -89,7 +89,7 @@ class _Stream:
             for key, rate in spec.profile.items():
                 kday, kclock = parse_clock(key)
                 points.append(((kday or 0) * _DAY + kclock, rate / 3600.0))
-            weekly = parse_clock(next(iter(spec.profile)))[0] is not None
+            weekly = kday is not None  # validation keeps all keys of one kind
             self.cycle = _WEEK if weekly else _DAY
             points.sort()
             # The rate before the first key is the last key's (the profile wraps around).
