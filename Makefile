@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo test lint bench clean
+.PHONY: demo sim test lint bench clean postgres
 
 # mypyc needs a C compiler and the Python headers; install them from Debian if missing.
 PY_INCLUDE = $(shell $(PYTHON) -c 'import sysconfig; print(sysconfig.get_paths()["include"])')
@@ -22,10 +22,20 @@ $(VENV)/.installed: $(SOURCES) | $(BIN)/python
 	$(BIN)/pip install '.[test]'
 	touch $@
 
+# The demo server: 演示银行 Demo Bank with live simulated traffic (Ctrl-C or SIGTERM stops it).
 demo: $(VENV)/.installed
+	$(BIN)/hotline serve --demo --data-dir data/demo
+
+# The foundation's one-day simulation report.
+sim: $(VENV)/.installed
 	$(BIN)/hotline sim src/hotline/scenarios/demo-bank.yaml
 
-test: $(VENV)/.installed
+# PostgreSQL for the tests of the PostgreSQL path (a throwaway cluster is started by the tests).
+PG_BIN = $(firstword $(wildcard /usr/lib/postgresql/*/bin))
+postgres:
+	@test -n "$(PG_BIN)" || { apt-get update && apt-get install -y postgresql; }
+
+test: $(VENV)/.installed postgres
 	$(BIN)/ruff check src tests bench
 	$(BIN)/mypy
 	$(BIN)/pytest

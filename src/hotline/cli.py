@@ -78,3 +78,32 @@ def sim(
     if not console.is_terminal:
         console.width = 120  # a report piped to a file keeps its columns
     console.print(simulation_report(report, parse_clock(spec.start)[1]))
+
+
+@app.command()
+def serve(
+    db: Annotated[
+        str | None,
+        typer.Option(help="Database URL (default: SQLite in the data dir); postgresql://..."),
+    ] = None,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8080,
+    data_dir: Annotated[Path, typer.Option(help="Where the embedded database lives.")] = Path(
+        "data"
+    ),
+    demo: Annotated[
+        bool, typer.Option("--demo", help="Seed 演示银行 Demo Bank and run simulated traffic.")
+    ] = False,
+) -> None:
+    """Run the Hotline server: API, CTI event stream and the live ACD."""
+    from hotline.db.database import DatabaseURLError, normalise_url
+    from hotline.server.app import serve as run_server
+
+    if db is not None:
+        try:
+            normalise_url(db)
+        except DatabaseURLError as err:
+            fail(str(err))
+    if not 0 < port < 65536:
+        fail(f"--port: {port} is not a TCP port")
+    run_server(db, host, port, data_dir, demo)

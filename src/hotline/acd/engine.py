@@ -29,6 +29,7 @@ from hotline.acd.commands import (
 from hotline.acd.config import AgentConfig, QueueConfig
 from hotline.acd.index import Indexed, LazyHeap, RandomIndex
 from hotline.events.types import (
+    AgentQueuesChanged,
     AgentStateChanged,
     CallAbandoned,
     CallAnswered,
@@ -59,6 +60,7 @@ RONA_REASON = "no answer"
 
 # Call states.
 _WAITING, _RINGING, _DIALING, _CONNECTED, _ENDED = range(5)
+_CALL_STATE_NAMES = ("waiting", "ringing", "dialing", "connected", "ended")
 
 # Strategies as small ints for the hot path.
 (
@@ -282,6 +284,115 @@ class ACD:
             raise ACDError(f"duplicate agent id {cfg.id!r}")
         self._agents[cfg.id] = _Agent(cfg, len(self._agents))
 
+    # ------------------------------------------------------------------ live reconfiguration
+    # A running center changes queues and skills while calls wait. These are rare operations
+    # that re-derive every logged-in agent's memberships: O(agents), never on the routing path.
+    def set_queue(self, now: float, cfg: QueueConfig) -> None:
+        """Add a queue, or change one's settings; waiting calls keep their place."""
+        self._tick(now)
+        ex = cfg.exit
+        if ex is not None and ex.target is not None and ex.target not in self._queues:
+            raise ACDError(f"queue {cfg.id}: overflow target {ex.target!r} is not a queue")
+        q = self._queues.get(cfg.id)
+        if q is None:
+            self.add_queue(cfg)
+        else:
+            self._replace_queue(q, cfg)
+        self._rebuild_skill_index()
+        self._refresh_agents(now)
+
+    def remove_queue(self, now: float, queue_id: str) -> None:
+        self._tick(now)
+        q = self._queue(queue_id)
+        for call in self._calls.values():
+            if call.queue is q:
+                raise ACDError(f"queue {queue_id} still has calls")
+        for other in self._queues.values():
+            ex = other.cfg.exit
+            if other is not q and ex is not None and ex.target == queue_id:
+                raise ACDError(f"queue {other.id} overflows to {queue_id}")
+        del self._queues[queue_id]
+        self._rebuild_skill_index()
+        self._refresh_agents(now)
+
+    def set_agent(self, now: float, cfg: AgentConfig) -> None:
+        """Add an agent, or change one's skills and wrap-up (applies at once, even mid-call)."""
+        self._tick(now)
+        agent = self._agents.get(cfg.id)
+        if agent is None:
+            self.add_agent(cfg)
+            return
+        agent.cfg = cfg
+        if agent.state != LOGGED_OUT:
+            self._refresh_agents(now)
+
+    def remove_agent(self, now: float, agent_id: str) -> None:
+        self._tick(now)
+        agent = self._agent(agent_id)
+        if agent.state != LOGGED_OUT:
+            raise ACDError(f"agent {agent_id} is logged in")
+        del self._agents[agent_id]
+
+    def _replace_queue(self, q: _Queue, cfg: QueueConfig) -> None:
+        old = q.cfg
+        q.cfg = cfg
+        q.weight = cfg.weight
+        if (
+            cfg.strategy == old.strategy
+            and cfg.skills == old.skills
+            and [r.skills for r in cfg.relax] == [r.skills for r in old.relax]
+        ):
+            return
+        waiting: list[_Call] = []
+        for heap in q.waiting:
+            waiting.extend(heap.live())  # type: ignore[arg-type]
+        q.strategy = _STRATEGY_CODES[cfg.strategy]
+        q.ntiers = 1 + len(cfg.relax)
+        q.waiting = [LazyHeap() for _ in range(q.ntiers)]
+        q.ready = [
+            RandomIndex(self._rng) if q.strategy == _RANDOM else LazyHeap()
+            for _ in range(q.ntiers)
+        ]
+        for call in waiting:
+            call.epoch += 1
+            call.tier = min(call.tier, q.ntiers - 1)
+            q.waiting[call.tier].push(-call.priority, call.arrival, call)
+
+    def _rebuild_skill_index(self) -> None:
+        self._by_skill = {}
+        self._open_queues = []
+        for q in sorted(self._queues.values(), key=lambda q: q.order):
+            skills: set[str] = set()
+            for req in q.cfg.requirement_tiers:
+                if not req:
+                    self._open_queues.append(q)
+                skills.update(req)
+            for skill in sorted(skills):
+                self._by_skill.setdefault(skill, []).append(q)
+
+    def _refresh_agents(self, now: float) -> None:
+        for q in self._queues.values():
+            q.logged_in = 0
+        ready: list[_Agent] = []
+        for agent in self._agents.values():
+            if agent.state == LOGGED_OUT:
+                continue
+            if agent.indexed:
+                agent.indexed = False
+                agent.epoch += 1
+            before = [m.queue.id for m in agent.memberships]
+            self._join_queues(agent)
+            after = tuple(m.queue.id for m in agent.memberships)
+            if list(after) != before:
+                self.events.append(AgentQueuesChanged(now, agent.id, after))
+            if agent.state == READY:
+                ready.append(agent)
+        # Longest-idle first, each keeping its idle time: a reconfiguration is not a new turn.
+        ready.sort(key=lambda a: a.idle_since)
+        for agent in ready:
+            if not self._take_call(now, agent):
+                self._index_ready(agent)
+
     # ------------------------------------------------------------------ clock
     def next_timer(self) -> float:
         """When ``on_timer`` must next be called (``inf`` if nothing is scheduled)."""
@@ -407,19 +518,47 @@ class ACD:
         priority: int | None = None,
         data: dict[str, Any] | None = None,
         number: str | None = None,
+        agent: str | None = None,
     ) -> None:
+        """A call asks for a queue. With ``agent`` it rings that agent only (a transfer to a
+        person); it is rejected if the agent is not ready, and queues normally after a RONA."""
         self._tick(now)
         if call_id in self._calls:
             raise ACDError(f"call {call_id} already exists")
         q = self._queues.get(queue_id)
         if q is None:
             raise ACDError(f"unknown queue {queue_id!r}")
+        target = None if agent is None else self._agent(agent)
         prio = q.cfg.priority if priority is None else priority
         call = _Call(call_id, q, prio, now, data, number)
-        self.events.append(CallArrived(now, call_id, queue_id, prio))
+        self.events.append(CallArrived(now, call_id, queue_id, prio, number, data))
+        if target is not None and target.state != READY:
+            self.events.append(CallRejected(now, call_id, queue_id, "agent_unavailable"))
+            self.commands.append(Reject(call_id, queue_id, "agent_unavailable"))
+            return
         if self._admit(now, call, q):
             self._calls[call_id] = call
-            self._enter_queue(now, call, q, None)
+            self._enter_queue(now, call, q, None, target)
+
+    def move_call(
+        self, now: float, call_id: str, queue_id: str, priority: int | None = None
+    ) -> None:
+        """A supervisor moves a waiting call to another queue (or changes its priority); it
+        keeps its arrival time, so its place is that of its original arrival."""
+        self._tick(now)
+        call = self._call(call_id)
+        if call.state != _WAITING or call.callback:
+            raise ACDError(f"call {call_id} is not waiting in a queue")
+        target = self._queue(queue_id)
+        src = call.queue
+        self._leave_waiting(now, call)
+        if priority is not None:
+            call.priority = priority
+        if target is not src:
+            self.events.append(
+                CallOverflowed(now, call.id, src.id, target.id, now - call.arrival)
+            )
+        self._enter_queue(now, call, target, src.id)
 
     def answer(self, now: float, call_id: str, agent_id: str) -> None:
         self._tick(now)
@@ -550,6 +689,46 @@ class ACD:
                 return True
         return False
 
+    def agent_call(self, agent_id: str) -> str | None:
+        """The call the agent is reserved for, talking on or wrapping up."""
+        call = self._agent(agent_id).call
+        return None if call is None else call.id
+
+    def call_info(self, call_id: str) -> dict[str, Any] | None:
+        call = self._calls.get(call_id)
+        if call is None:
+            return None
+        return {
+            "call": call.id,
+            "queue": call.queue.id,
+            "state": _CALL_STATE_NAMES[call.state],
+            "agents": [a.id for a in call.offered_to],
+            "arrival": call.arrival,
+            "priority": call.priority,
+            "number": call.number,
+            "data": call.data,
+            "held": call.held_since >= 0,
+        }
+
+    def calls(self) -> list[dict[str, Any]]:
+        """Every call the engine holds (waiting, ringing, connected or in wrap-up)."""
+        return [info for c in list(self._calls) if (info := self.call_info(c)) is not None]
+
+    def waiting_calls(self, queue_id: str) -> list[str]:
+        """Calls waiting in the queue, next to be served first."""
+        q = self._queue(queue_id)
+        entries: list[_Call] = []
+        for heap in q.waiting:
+            entries.extend(heap.live())  # type: ignore[arg-type]
+        entries.sort(key=lambda c: (-c.priority, c.arrival))
+        return [c.id for c in entries]
+
+    def queue_ids(self) -> list[str]:
+        return list(self._queues)
+
+    def has_agent(self, agent_id: str) -> bool:
+        return agent_id in self._agents
+
     def queue_length(self, queue_id: str) -> int:
         return self._queue(queue_id).waiting_count
 
@@ -630,7 +809,14 @@ class ACD:
 
     def _agent_free(self, now: float, agent: _Agent) -> None:
         """A ready agent takes the best waiting call of all its queues, or waits in their
-        ready indexes. Best = highest priority, then longest wait x queue weight."""
+        ready indexes."""
+        if not self._take_call(now, agent):
+            agent.idle_since = now
+            self._index_ready(agent)
+
+    def _take_call(self, now: float, agent: _Agent) -> bool:
+        """Offer the agent the best waiting call: highest priority, then longest wait x
+        queue weight."""
         best: _Call | None = None
         best_prio = 0
         best_wait = 0.0
@@ -647,26 +833,29 @@ class ACD:
                 wait = (now - call.arrival) * weight  # type: ignore[attr-defined]
                 if best is None or prio > best_prio or (prio == best_prio and wait > best_wait):
                     best, best_prio, best_wait = call, prio, wait  # type: ignore[assignment]
-        if best is not None:
-            self._leave_waiting(now, best)
-            self._offer(now, best, [agent])
-            return
-        agent.idle_since = now
+        if best is None:
+            return False
+        self._leave_waiting(now, best)
+        self._offer(now, best, [agent])
+        return True
+
+    def _index_ready(self, agent: _Agent) -> None:
+        idle = agent.idle_since
         agent.indexed = True
         for index, m in agent.slots:
             s = m.queue.strategy
             if s == _LONGEST_IDLE or s == _RING_ALL:
-                index.push(now, 0.0, agent)
+                index.push(idle, 0.0, agent)
             elif s == _LEAST_CALLS:
-                index.push(agent.answered, now, agent)
+                index.push(agent.answered, idle, agent)
             elif s == _LEAST_TALK:
-                index.push(agent.talk_time, now, agent)
+                index.push(agent.talk_time, idle, agent)
             elif s == _ROUND_ROBIN:
                 index.push(m.rr_last, agent.rank, agent)
             elif s == _TOP_DOWN:
                 index.push(agent.rank, 0.0, agent)
             elif s == _BEST_SKILL:
-                index.push(-m.proficiency, now, agent)
+                index.push(-m.proficiency, idle, agent)
             else:
                 index.push(0.0, 0.0, agent)
 
@@ -719,12 +908,19 @@ class ACD:
         self.commands.append(Reject(call.id, q.id, reason))
         return False
 
-    def _enter_queue(self, now: float, call: _Call, q: _Queue, overflow_from: str | None) -> None:
+    def _enter_queue(
+        self,
+        now: float,
+        call: _Call,
+        q: _Queue,
+        overflow_from: str | None,
+        target: _Agent | None = None,
+    ) -> None:
         call.queue = q
         call.entered = now
         call.tier = 0
         call.visit += 1
-        agents = self._pick_agents(call)
+        agents = self._pick_agents(call) if target is None else [target]
         if agents:
             position, ewt = 1, 0.0
         elif overflow_from is None:

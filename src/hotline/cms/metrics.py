@@ -13,10 +13,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from hotline.events.types import (
+    AgentQueuesChanged,
     AgentStateChanged,
     CallAbandoned,
     CallAnswered,
     CallbackFailed,
+    CallClosed,
     CallEnded,
     CallOffered,
     CallOverflowed,
@@ -63,6 +65,7 @@ class Tally:
         "answered",
         "answered_in_sl",
         "callback_failed",
+        "closed",
         "first_offered",
         "handle_sum",
         "handled",
@@ -88,6 +91,7 @@ class Tally:
         self.overflowed = 0
         self.rejected = 0
         self.callback_failed = 0
+        self.closed = 0  # ended by the system (CallClosed), e.g. in progress at a crash
         self.handled = 0  # answered calls whose wrap-up has ended
         self.wait_sum = 0.0
         self.max_wait = 0.0
@@ -129,6 +133,7 @@ class Tally:
             "overflowed": 0 if total else self.overflowed,
             "rejected": self.rejected,
             "callback_failed": self.callback_failed,
+            "closed": self.closed,
             "avg_talk": _ratio(self.talk_sum, self.handled),
             "avg_hold": _ratio(self.hold_sum, self.handled),
             "avg_wrap": _ratio(self.wrap_sum, self.handled),
@@ -146,6 +151,7 @@ _TALLY_FIELDS = (
     "overflowed",
     "rejected",
     "callback_failed",
+    "closed",
     "handled",
     "wait_sum",
     "max_wait",
@@ -230,6 +236,9 @@ class Metrics:
         self.ewt_error = 0.0
         self.asterisk_error = 0.0
 
+    def set_service_level(self, queue: str, sl: ServiceLevelConfig) -> None:
+        self._queue_sl[queue] = sl
+
     def sl_for(self, queue: str) -> ServiceLevelConfig:
         return self._queue_sl.get(queue, self.sl)
 
@@ -258,6 +267,8 @@ class Metrics:
             self._callback_failed(event)  # type: ignore[arg-type]
         elif cls is OfferCancelled:
             self._offer_cancelled(event)  # type: ignore[arg-type]
+        elif cls is CallClosed:
+            self._closed(event)  # type: ignore[arg-type]
 
     def feed_all(self, events: Iterable[Event]) -> None:
         for event in events:
@@ -348,6 +359,11 @@ class Metrics:
         if rec is not None and rec.tally is not None:
             rec.tally.callback_failed += 1
 
+    def _closed(self, e: CallClosed) -> None:
+        rec = self._calls.pop(e.call, None)
+        if rec is not None and rec.tally is not None:
+            rec.tally.closed += 1
+
     def _ended(self, e: CallEnded) -> None:
         agent = self._agents.get(e.agent)
         if agent is not None:
@@ -417,6 +433,8 @@ class Metrics:
                 "occupancy": _ratio(occupied, staffed),
                 "logged_in_time": a.time_in(("not_ready", *_STAFFED), now),
                 "not_ready_time": a.time_in(("not_ready",), now),
+                "staffed_time": staffed,
+                "occupied_time": occupied,
                 "rona": a.rona,
             }
         return out
@@ -462,13 +480,18 @@ class Realtime:
             self._ringing[e.call] = left
             if left <= 0 and e.reason in ("no_answer", "agent_unavailable", "ring_timeout"):
                 self._wait(e.call, e.queue)
-        elif isinstance(e, CallAnswered | CallAbandoned | CallRejected | CallbackFailed):
+        elif isinstance(
+            e, CallAnswered | CallAbandoned | CallRejected | CallbackFailed | CallClosed
+        ):
             self._unwait(e.call)
             self._ringing.pop(e.call, None)
             self._arrival.pop(e.call, None)
             self._call_queue.pop(e.call, None)
         elif isinstance(e, CallOverflowed):
             self._unwait(e.call)
+        elif isinstance(e, AgentQueuesChanged):
+            if e.agent in self._agents:
+                self._agent_queues[e.agent] = e.queues
         elif isinstance(e, AgentStateChanged):
             if e.state == "logged_out":
                 self._agents.pop(e.agent, None)
@@ -485,6 +508,13 @@ class Realtime:
         queue = self._call_queue.get(call)
         if queue is not None:
             self._waiting.get(queue, {}).pop(call, None)
+
+    def snapshot_agent(self, agent: str, now: float) -> dict[str, Any] | None:
+        row = self._agents.get(agent)
+        if row is None:
+            return None
+        state, reason, since = row
+        return {"state": state, "reason": reason, "time_in_state": now - since}
 
     def snapshot(self, now: float) -> dict[str, Any]:
         by_state: dict[str, int] = {}

@@ -49,16 +49,28 @@ class Event:
 
 
 class CallArrived(Event):
-    """A call reached the ACD asking for a queue (before it is queued or rejected)."""
+    """A call reached the ACD asking for a queue (before it is queued or rejected).
 
-    __slots__ = ("call", "priority", "queue")
-    fields: ClassVar[tuple[str, ...]] = ("t", "call", "queue", "priority")
+    ``number`` and ``data`` (caller data for screen-pop) are kept when the caller has them."""
 
-    def __init__(self, t: float, call: str, queue: str, priority: int) -> None:
+    __slots__ = ("call", "data", "number", "priority", "queue")
+    fields: ClassVar[tuple[str, ...]] = ("t", "call", "queue", "priority", "number", "data")
+
+    def __init__(
+        self,
+        t: float,
+        call: str,
+        queue: str,
+        priority: int,
+        number: str | None = None,
+        data: dict[str, Any] | None = None,
+    ) -> None:
         self.t = t
         self.call = call
         self.queue = queue
         self.priority = priority
+        self.number = number
+        self.data = data
 
 
 class CallQueued(Event):
@@ -287,6 +299,67 @@ class AgentStateChanged(Event):
         self.queues = queues
 
 
+class AgentQueuesChanged(Event):
+    """A logged-in agent's queues changed (skills or queue requirements were edited live)."""
+
+    __slots__ = ("agent", "queues")
+    fields: ClassVar[tuple[str, ...]] = ("t", "agent", "queues")
+
+    def __init__(self, t: float, agent: str, queues: tuple[str, ...]) -> None:
+        self.t = t
+        self.agent = agent
+        self.queues = queues
+
+
+class CallClosed(Event):
+    """The system ended a call it could no longer serve (``cause``, e.g. a server restart
+    found it in progress). Neither answered nor abandoned by the caller: counted apart."""
+
+    __slots__ = ("agent", "call", "cause", "queue")
+    fields: ClassVar[tuple[str, ...]] = ("t", "call", "queue", "agent", "cause")
+
+    def __init__(self, t: float, call: str, queue: str, agent: str | None, cause: str) -> None:
+        self.t = t
+        self.call = call
+        self.queue = queue
+        self.agent = agent
+        self.cause = cause
+
+
+class CallTransferred(Event):
+    """An agent transferred a connected call; it continues as ``to_call`` (a new segment
+    that queues for ``queue``, or rings ``to_agent`` only)."""
+
+    __slots__ = ("agent", "call", "queue", "to_agent", "to_call")
+    fields: ClassVar[tuple[str, ...]] = ("t", "call", "agent", "to_call", "queue", "to_agent")
+
+    def __init__(
+        self, t: float, call: str, agent: str, to_call: str, queue: str, to_agent: str | None
+    ) -> None:
+        self.t = t
+        self.call = call
+        self.agent = agent
+        self.to_call = to_call
+        self.queue = queue
+        self.to_agent = to_agent
+
+
+class CallDisposed(Event):
+    """The agent recorded the call's outcome (a wrap-up disposition and note)."""
+
+    __slots__ = ("agent", "call", "disposition", "note")
+    fields: ClassVar[tuple[str, ...]] = ("t", "call", "agent", "disposition", "note")
+
+    def __init__(
+        self, t: float, call: str, agent: str, disposition: str | None, note: str | None
+    ) -> None:
+        self.t = t
+        self.call = call
+        self.agent = agent
+        self.disposition = disposition
+        self.note = note
+
+
 _EVENT_CLASSES: tuple[type[Event], ...] = (
     CallArrived,
     CallQueued,
@@ -303,6 +376,10 @@ _EVENT_CLASSES: tuple[type[Event], ...] = (
     CallEnded,
     WrapUpEnded,
     AgentStateChanged,
+    AgentQueuesChanged,
+    CallClosed,
+    CallTransferred,
+    CallDisposed,
 )
 EVENT_NAMES: dict[type, str] = {
     cls: re.sub(r"(?<!^)(?=[A-Z])", "_", cls.__name__).lower() for cls in _EVENT_CLASSES

@@ -1,0 +1,391 @@
+"""Agent and call control: the CTI commands of agents, supervisors and integrations.
+
+Every command runs on the tenant's live engine and returns after its events are stored.
+Supervisors act on the agents of their teams and the calls of their queues; each such action
+is written to the audit log.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+from fastapi.concurrency import run_in_threadpool
+from pydantic import Field
+
+from hotline.acd.engine import READY, WRAP_UP, ACDError
+from hotline.events.types import CallDisposed, CallTransferred
+from hotline.server.catalog import Code, Model
+from hotline.server.live import Tenant
+from hotline.server.problems import ApiError, forbidden, not_found
+from hotline.server.security import Principal
+from hotline.server.state import Caller, ServerState, State, audit
+
+router = APIRouter(tags=["control"])
+
+
+class LoginIn(Model):
+    ready: bool = False
+    reason: str | None = Field(None, max_length=64)
+
+
+class ReasonIn(Model):
+    reason: str | None = Field(None, max_length=64)
+
+
+class NotReadyIn(Model):
+    reason: str = Field(max_length=64)
+
+
+class WrapUpIn(Model):
+    disposition: str | None = Field(None, max_length=64)
+    note: str | None = Field(None, max_length=4000)
+
+
+class ActingAgentIn(Model):
+    agent: Code | None = None  # for admins and integrations acting for an agent
+
+
+class TransferIn(Model):
+    queue: Code | None = None
+    agent: Code | None = None
+
+
+class MoveIn(Model):
+    queue: Code
+    priority: int | None = Field(None, ge=-100, le=100)
+
+
+class NewCallIn(Model):
+    queue: Code
+    number: str | None = Field(None, max_length=64)
+    data: dict[str, Any] = Field(default_factory=dict)
+    priority: int | None = Field(None, ge=-100, le=100)
+
+
+def _tenant(state: ServerState, caller: Principal) -> Tenant:
+    tenant = state.center.tenants.get(caller.tenant_id)
+    if tenant is None:
+        raise ApiError(503, "Service Unavailable", "this tenant is not running")
+    return tenant
+
+
+def _agent(state: ServerState, caller: Principal, code: str) -> Tenant:
+    """The caller may act on this agent: itself, an agent of a team it leads, or any (admin)."""
+    tenant = _tenant(state, caller)
+    if not tenant.acd.has_agent(code):
+        raise not_found(f"agent {code!r}")
+    if caller.role == "admin" or caller.agent == code:
+        return tenant
+    if caller.role == "supervisor" and tenant.teams.get(code) in caller.teams:
+        return tenant
+    if caller.role == "agent":
+        raise forbidden("agents control only themselves")
+    raise forbidden(f"agent {code!r} is not in your teams")
+
+
+def _call(state: ServerState, caller: Principal, call_id: str) -> tuple[Tenant, dict[str, Any]]:
+    tenant = _tenant(state, caller)
+    info = tenant.acd.call_info(call_id)
+    if info is None or not _sees_call(tenant, caller, info):
+        raise not_found(f"call {call_id!r}")
+    return tenant, info
+
+
+def _sees_call(tenant: Tenant, caller: Principal, info: dict[str, Any]) -> bool:
+    if caller.role in ("admin", "qa", "planner"):
+        return True
+    if caller.role == "agent":
+        return caller.agent in info["agents"]
+    return info["queue"] in caller.queues or any(
+        tenant.teams.get(a) in caller.teams for a in info["agents"]
+    )
+
+
+async def _supervised(
+    state: ServerState, caller: Principal, action: str, target: str, **detail: Any
+) -> None:
+    if caller.role == "agent" or caller.agent == target:
+        return
+
+    def write() -> None:
+        with state.sessions() as db:
+            audit(db, caller, action, target, **detail)
+            db.commit()
+
+    await run_in_threadpool(write)
+
+
+# ---------------------------------------------------------------------- agent state
+@router.get("/agents/{code}/state")
+async def agent_state(code: str, caller: Caller, state: State) -> dict[str, Any]:
+    tenant = _agent(state, caller, code)
+    now = state.center.clock()
+    st, reason = tenant.acd.agent_state(code)
+    row = tenant.realtime.snapshot_agent(code, now)
+    return {
+        "agent": code,
+        "state": st,
+        "reason": reason,
+        "call": tenant.acd.agent_call(code),
+        "time_in_state": row["time_in_state"] if row else None,
+        "team": tenant.teams.get(code),
+        "queues": tenant.acd.agent_queues(code) if st != "logged_out" else [],
+    }
+
+
+@router.post("/agents/{code}/login")
+async def agent_login(code: str, body: LoginIn, caller: Caller, state: State) -> dict[str, Any]:
+    tenant = _agent(state, caller, code)
+    _check_reason(tenant, body.reason)
+    await state.center.submit(
+        tenant.id, lambda t, now: t.acd.login(now, code, ready=body.ready, reason=body.reason)
+    )
+    await _supervised(state, caller, "agent.login", code, ready=body.ready)
+    return await agent_state(code, caller, state)
+
+
+@router.post("/agents/{code}/logout")
+async def agent_logout(code: str, body: ReasonIn, caller: Caller, state: State) -> dict[str, Any]:
+    tenant = _agent(state, caller, code)
+    await state.center.submit(tenant.id, lambda t, now: t.acd.logout(now, code, body.reason))
+    await _supervised(state, caller, "agent.logout", code, reason=body.reason)
+    return await agent_state(code, caller, state)
+
+
+@router.post("/agents/{code}/ready")
+async def agent_ready(code: str, caller: Caller, state: State) -> dict[str, Any]:
+    tenant = _agent(state, caller, code)
+    await state.center.submit(tenant.id, lambda t, now: t.acd.set_ready(now, code))
+    await _supervised(state, caller, "agent.ready", code)
+    return await agent_state(code, caller, state)
+
+
+@router.post("/agents/{code}/not-ready")
+async def agent_not_ready(
+    code: str, body: NotReadyIn, caller: Caller, state: State
+) -> dict[str, Any]:
+    tenant = _agent(state, caller, code)
+    _check_reason(tenant, body.reason)
+    await state.center.submit(tenant.id, lambda t, now: t.acd.set_not_ready(now, code, body.reason))
+    await _supervised(state, caller, "agent.not_ready", code, reason=body.reason)
+    return await agent_state(code, caller, state)
+
+
+@router.post("/agents/{code}/wrap-up")
+async def agent_wrap_up(code: str, body: WrapUpIn, caller: Caller, state: State) -> dict[str, Any]:
+    """Finish after-call work, recording the disposition and note (also accepted after an
+    automatic wrap-up ended, for the agent's last call)."""
+    tenant = _agent(state, caller, code)
+    if body.disposition is not None and body.disposition not in tenant.dispositions:
+        raise ApiError(
+            422,
+            "Invalid request",
+            f"body.disposition: unknown disposition {body.disposition!r}",
+            errors=[{"field": "body.disposition", "message": "unknown disposition"}],
+        )
+
+    def op(t: Tenant, now: float) -> str | None:
+        st, _ = t.acd.agent_state(code)
+        call = t.acd.agent_call(code) if st == WRAP_UP else t.last_call.get(code)
+        if call is None:
+            raise ACDError(f"agent {code} has no call to wrap up")
+        if body.disposition is not None or body.note:
+            t.acd.events.append(CallDisposed(now, call, code, body.disposition, body.note))
+        if st == WRAP_UP:
+            t.acd.end_wrap_up(now, code)
+        return call
+
+    call = await state.center.submit(tenant.id, op)
+    result = await agent_state(code, caller, state)
+    result["wrapped_call"] = call
+    return result
+
+
+def _check_reason(tenant: Tenant, reason: str | None) -> None:
+    if reason is not None and tenant.reasons and reason not in tenant.reasons:
+        raise ApiError(
+            422,
+            "Invalid request",
+            f"body.reason: unknown reason code {reason!r}",
+            errors=[{"field": "body.reason", "message": "unknown reason code"}],
+        )
+
+
+# ---------------------------------------------------------------------- calls
+@router.get("/calls")
+async def list_calls(
+    caller: Caller, state: State, queue: str | None = None
+) -> list[dict[str, Any]]:
+    tenant = _tenant(state, caller)
+    now = state.center.clock()
+    out = []
+    for info in tenant.acd.calls():
+        if queue is not None and info["queue"] != queue:
+            continue
+        if _sees_call(tenant, caller, info):
+            out.append({**info, "waited": now - info["arrival"]})
+    return out
+
+
+@router.get("/calls/{call_id}")
+async def get_call(call_id: str, caller: Caller, state: State) -> dict[str, Any]:
+    _, info = _call(state, caller, call_id)
+    return info
+
+
+@router.post("/calls", status_code=201)
+async def new_call(body: NewCallIn, caller: Caller, state: State) -> dict[str, Any]:
+    """A call arrives from a connected telephony system or integration (admins, API keys)."""
+    if caller.role != "admin":
+        raise forbidden("only administrators and integrations inject calls")
+    tenant = _tenant(state, caller)
+    call_id = state.center.new_call_id()
+    await state.center.submit(
+        tenant.id,
+        lambda t, now: t.acd.call_arrived(
+            now,
+            call_id,
+            body.queue,
+            priority=body.priority,
+            data=body.data or None,
+            number=body.number,
+        ),
+    )
+    info = tenant.acd.call_info(call_id)
+    return info or {"call": call_id, "queue": body.queue, "state": "ended"}
+
+
+def _acting_agent(caller: Principal, body: ActingAgentIn | None, info: dict[str, Any]) -> str:
+    if caller.role == "agent":
+        if caller.agent is None:
+            raise forbidden("your user is not linked to an agent")
+        return caller.agent
+    if body is not None and body.agent is not None:
+        return body.agent
+    if len(info["agents"]) == 1:
+        return str(info["agents"][0])
+    raise ApiError(
+        422,
+        "Invalid request",
+        "body.agent: say which agent",
+        errors=[{"field": "body.agent", "message": "required"}],
+    )
+
+
+@router.post("/calls/{call_id}/answer")
+async def answer(
+    call_id: str, caller: Caller, state: State, body: ActingAgentIn | None = None
+) -> dict[str, Any]:
+    tenant, info = _call_for_action(state, caller, call_id, body)
+    agent = _acting_agent(caller, body, info)
+    await state.center.submit(tenant.id, lambda t, now: t.acd.answer(now, call_id, agent))
+    return tenant.acd.call_info(call_id) or {"call": call_id, "state": "ended"}
+
+
+def _call_for_action(
+    state: ServerState, caller: Principal, call_id: str, body: ActingAgentIn | None
+) -> tuple[Tenant, dict[str, Any]]:
+    tenant, info = _call(state, caller, call_id)
+    if caller.role in ("qa", "planner"):
+        raise forbidden()
+    if body is not None and body.agent is not None and caller.role == "supervisor":
+        _agent(state, caller, body.agent)
+    return tenant, info
+
+
+@router.post("/calls/{call_id}/hangup")
+async def hangup(call_id: str, caller: Caller, state: State) -> dict[str, Any]:
+    tenant, _ = _call_for_action(state, caller, call_id, None)
+    await state.center.submit(tenant.id, lambda t, now: t.acd.hangup(now, call_id))
+    return {"call": call_id, "state": "ended"}
+
+
+@router.post("/calls/{call_id}/abandon")
+async def abandon(call_id: str, caller: Caller, state: State) -> dict[str, Any]:
+    """The caller hung up (reported by the telephony side)."""
+    if caller.role != "admin":
+        raise forbidden("only administrators and integrations report caller hang-ups")
+    tenant, _ = _call(state, caller, call_id)
+    await state.center.submit(tenant.id, lambda t, now: t.acd.abandon(now, call_id))
+    return {"call": call_id, "state": "ended"}
+
+
+@router.post("/calls/{call_id}/hold")
+async def hold(call_id: str, caller: Caller, state: State) -> dict[str, Any]:
+    tenant, _ = _call_for_action(state, caller, call_id, None)
+    await state.center.submit(tenant.id, lambda t, now: t.acd.hold(now, call_id))
+    return tenant.acd.call_info(call_id) or {"call": call_id}
+
+
+@router.post("/calls/{call_id}/unhold")
+async def unhold(call_id: str, caller: Caller, state: State) -> dict[str, Any]:
+    tenant, _ = _call_for_action(state, caller, call_id, None)
+    await state.center.submit(tenant.id, lambda t, now: t.acd.unhold(now, call_id))
+    return tenant.acd.call_info(call_id) or {"call": call_id}
+
+
+@router.post("/calls/{call_id}/transfer")
+async def transfer(call_id: str, body: TransferIn, caller: Caller, state: State) -> dict[str, Any]:
+    """Blind transfer of a connected call to a queue, or to one ready agent (through the
+    current queue unless one is named). The call continues as a new segment."""
+    tenant, info = _call_for_action(state, caller, call_id, None)
+    if body.queue is None and body.agent is None:
+        raise ApiError(
+            422,
+            "Invalid request",
+            "body: give a queue or an agent",
+            errors=[{"field": "body", "message": "give a queue or an agent"}],
+        )
+    new_id = state.center.new_call_id()
+    queue = body.queue or info["queue"]
+
+    def op(t: Tenant, now: float) -> None:
+        current = t.acd.call_info(call_id)
+        if current is None or current["state"] != "connected":
+            raise ACDError(f"call {call_id} is not connected")
+        if queue not in t.acd.queue_ids():
+            raise ACDError(f"unknown queue {queue!r}")
+        if body.agent is not None:
+            if not t.acd.has_agent(body.agent):
+                raise ACDError(f"unknown agent {body.agent!r}")
+            if t.acd.agent_state(body.agent)[0] != READY:
+                raise ACDError(f"agent {body.agent} is not ready")
+        from_agent = current["agents"][0]
+        t.acd.events.append(CallTransferred(now, call_id, from_agent, new_id, queue, body.agent))
+        t.acd.hangup(now, call_id)
+        t.acd.call_arrived(
+            now,
+            new_id,
+            queue,
+            priority=current["priority"],
+            data=current["data"],
+            number=current["number"],
+            agent=body.agent,
+        )
+
+    await state.center.submit(tenant.id, op)
+    return tenant.acd.call_info(new_id) or {"call": new_id, "state": "ended"}
+
+
+@router.post("/calls/{call_id}/move")
+async def move(call_id: str, body: MoveIn, caller: Caller, state: State) -> dict[str, Any]:
+    """Supervisor: move a waiting call to another queue and/or change its priority."""
+    if caller.role not in ("admin", "supervisor"):
+        raise forbidden()
+    tenant, info = _call(state, caller, call_id)
+    if caller.role == "supervisor" and body.queue not in caller.queues:
+        raise forbidden(f"queue {body.queue!r} is not one of your queues")
+    await state.center.submit(
+        tenant.id, lambda t, now: t.acd.move_call(now, call_id, body.queue, body.priority)
+    )
+    await _supervised(
+        state,
+        caller,
+        "call.move",
+        call_id,
+        queue=body.queue,
+        priority=body.priority,
+        from_queue=info["queue"],
+    )
+    return tenant.acd.call_info(call_id) or {"call": call_id}

@@ -1,0 +1,262 @@
+"""History: interval reports per queue and per agent from the stored events (computed by the
+metrics module, the same code as the simulator's reports), and call detail records."""
+
+from __future__ import annotations
+
+import csv
+import io
+from datetime import datetime
+from typing import Any, Literal
+
+from fastapi import APIRouter, Query
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import Response
+from sqlalchemy import func, or_, select
+
+from hotline.cms.metrics import Metrics, ServiceLevelConfig
+from hotline.db.schema import Agent, CallRecord
+from hotline.server.api.control import _tenant
+from hotline.server.problems import ApiError, forbidden
+from hotline.server.security import Principal
+from hotline.server.state import DB, Caller, ServerState, State
+
+router = APIRouter(tags=["reports"])
+INTERVALS = {"15m": 900.0, "30m": 1800.0, "60m": 3600.0}
+MAX_SPAN = 93 * 86400.0
+
+
+def _when(value: str, name: str) -> float:
+    try:
+        stamp = datetime.fromisoformat(value)
+    except ValueError:
+        try:
+            return float(value)
+        except ValueError:
+            raise ApiError(
+                422,
+                "Invalid request",
+                f"query.{name}: not an ISO 8601 time or Unix seconds",
+                errors=[{"field": f"query.{name}", "message": "not a time"}],
+            ) from None
+    if stamp.tzinfo is None:
+        stamp = stamp.astimezone()
+    return stamp.timestamp()
+
+
+def _span(start: str, end: str) -> tuple[float, float]:
+    t0, t1 = _when(start, "from"), _when(end, "to")
+    if t1 <= t0:
+        raise ApiError(
+            422,
+            "Invalid request",
+            "query.to: must be after 'from'",
+            errors=[{"field": "query.to", "message": "must be after from"}],
+        )
+    if t1 - t0 > MAX_SPAN:
+        raise ApiError(
+            422,
+            "Invalid request",
+            "query.to: at most 93 days per report",
+            errors=[{"field": "query.to", "message": "span too long"}],
+        )
+    return t0, t1
+
+
+def _iso(t: float) -> str:
+    return datetime.fromtimestamp(t).astimezone().isoformat(timespec="seconds")
+
+
+def _respond(rows: list[dict[str, Any]], fmt: str, name: str) -> Any:
+    if fmt == "json":
+        return {"rows": rows}
+    out = io.StringIO()
+    columns: list[str] = []
+    for row in rows:
+        for key in row:
+            if key not in columns:
+                columns.append(key)
+    writer = csv.DictWriter(out, fieldnames=columns)
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: "" if v is None else v for k, v in row.items()})
+    return Response(
+        out.getvalue(),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{name}.csv"'},
+    )
+
+
+def _metrics(state: ServerState, caller: Principal, t0: float, step: float) -> Metrics:
+    tenant = _tenant(state, caller)
+    return Metrics(ServiceLevelConfig(), tenant.service_levels, interval=step, origin=t0)
+
+
+@router.get("/reports/queues")
+async def queue_report(
+    caller: Caller,
+    state: State,
+    from_: str = Query(..., alias="from"),
+    to: str = Query(...),
+    interval: Literal["15m", "30m", "60m"] = "30m",
+    format: Literal["json", "csv"] = "json",
+) -> Any:
+    if caller.role == "agent":
+        raise forbidden("queue reports are for supervisors, QA, planners and admins")
+    t0, t1 = _span(from_, to)
+    metrics = _metrics(state, caller, t0, INTERVALS[interval])
+
+    def compute() -> list[dict[str, Any]]:
+        metrics.feed_all(state.center.store.read(caller.tenant_id, t0, t1))
+        rows = []
+        for row in metrics.intervals():
+            if caller.role == "supervisor" and row["queue"] not in caller.queues:
+                continue
+            rows.append({"interval_start": _iso(row.pop("start")), **row})
+        return rows
+
+    return _respond(await run_in_threadpool(compute), format, "queues")
+
+
+_AGENT_CUMULATIVE = (
+    "answered",
+    "talk_time",
+    "logged_in_time",
+    "not_ready_time",
+    "rona",
+    "staffed_time",
+    "occupied_time",
+)
+
+
+@router.get("/reports/agents")
+async def agent_report(
+    caller: Caller,
+    state: State,
+    from_: str = Query(..., alias="from"),
+    to: str = Query(...),
+    interval: Literal["15m", "30m", "60m"] = "30m",
+    format: Literal["json", "csv"] = "json",
+) -> Any:
+    """Per agent and interval: calls answered, talk, logged-in and not-ready time, occupancy.
+    Agents get their own rows only."""
+    t0, t1 = _span(from_, to)
+    step = INTERVALS[interval]
+    tenant = _tenant(state, caller)
+    metrics = _metrics(state, caller, t0, step)
+
+    def visible(agent: str) -> bool:
+        if caller.role == "agent":
+            return agent == caller.agent
+        if caller.role == "supervisor":
+            return tenant.teams.get(agent) in caller.teams
+        return True
+
+    def compute() -> list[dict[str, Any]]:
+        rows: list[dict[str, Any]] = []
+        previous: dict[str, dict[str, Any]] = {}
+        boundary = t0 + step
+
+        def close(start: float, end: float) -> None:
+            current = metrics.agents(now=end)
+            for agent, figures in sorted(current.items()):
+                before = previous.get(agent, {})
+                diff = {k: figures[k] - before.get(k, 0) for k in _AGENT_CUMULATIVE}
+                if visible(agent) and any(diff.values()):
+                    staffed = diff["staffed_time"]
+                    rows.append(
+                        {
+                            "interval_start": _iso(start),
+                            "agent": agent,
+                            "team": tenant.teams.get(agent),
+                            **diff,
+                            "occupancy": diff["occupied_time"] / staffed if staffed else None,
+                        }
+                    )
+            previous.clear()
+            previous.update(current)
+
+        for e in state.center.store.read(caller.tenant_id, t0, t1):
+            while e.t >= boundary:
+                close(boundary - step, boundary)
+                boundary += step
+            metrics.feed(e)
+        while boundary - step < t1:
+            close(boundary - step, min(boundary, t1))
+            boundary += step
+        return rows
+
+    return _respond(await run_in_threadpool(compute), format, "agents")
+
+
+@router.get("/cdrs")
+def cdrs(
+    caller: Caller,
+    db: DB,
+    state: State,
+    from_: str | None = Query(None, alias="from"),
+    to: str | None = None,
+    queue: str | None = Query(None, max_length=64),
+    agent: str | None = Query(None, max_length=64),
+    number: str | None = Query(None, max_length=64),
+    outcome: str | None = Query(None, max_length=32),
+    page: int = Query(1, ge=1, le=100000),
+    page_size: int = Query(50, ge=1, le=1000),
+) -> dict[str, Any]:
+    """Call detail records, newest first. Agents see their own calls; supervisors those of
+    their queues and teams."""
+    query = select(CallRecord).where(CallRecord.tenant_id == caller.tenant_id)
+    if from_ is not None:
+        query = query.where(CallRecord.arrived_at >= _when(from_, "from"))
+    if to is not None:
+        query = query.where(CallRecord.arrived_at < _when(to, "to"))
+    if queue is not None:
+        query = query.where(or_(CallRecord.queue == queue, CallRecord.final_queue == queue))
+    if agent is not None:
+        query = query.where(CallRecord.agent == agent)
+    if number is not None:
+        query = query.where(CallRecord.number == number)
+    if outcome is not None:
+        query = query.where(CallRecord.outcome == outcome)
+    if caller.role == "agent":
+        query = query.where(CallRecord.agent == (caller.agent or ""))
+    elif caller.role == "supervisor":
+        team_agents = select(Agent.code).where(
+            Agent.tenant_id == caller.tenant_id, Agent.team.in_(sorted(caller.teams))
+        )
+        query = query.where(
+            or_(
+                CallRecord.final_queue.in_(sorted(caller.queues)), CallRecord.agent.in_(team_agents)
+            )
+        )
+    total = db.scalar(select(func.count()).select_from(query.subquery()))
+    rows = db.scalars(
+        query.order_by(CallRecord.arrived_at.desc(), CallRecord.id.desc())
+        .offset((page - 1) * page_size)
+        .limit(page_size)
+    )
+    fields = (
+        "call_id",
+        "queue",
+        "final_queue",
+        "number",
+        "caller",
+        "arrived_at",
+        "answered_at",
+        "ended_at",
+        "agent",
+        "wait",
+        "talk",
+        "hold",
+        "wrap",
+        "outcome",
+        "cause",
+        "disposition",
+        "note",
+        "transferred_from",
+    )
+    return {
+        "total": total,
+        "page": page,
+        "page_size": page_size,
+        "items": [{f: getattr(r, f) for f in fields} for r in rows],
+    }

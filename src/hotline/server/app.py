@@ -1,0 +1,153 @@
+"""The Hotline server: HTTP API, CTI event stream, live ACD and traffic drivers in one process."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import sys
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from fastapi import FastAPI
+from sqlalchemy import select
+from sqlalchemy.orm import sessionmaker
+
+from hotline.db.database import migrate, open_database
+from hotline.db.schema import Tenant
+from hotline.events.store import EventStore
+from hotline.server import problems
+from hotline.server.api import auth, config, control, realtime, reports
+from hotline.server.catalog import ensure_platform, tenant_setup
+from hotline.server.hub import Hub
+from hotline.server.live import LiveCenter
+from hotline.server.security import generate_password
+from hotline.server.state import ServerState
+
+log = logging.getLogger("hotline.server")
+API = "/api/v1"
+
+
+@dataclass
+class Settings:
+    db_url: str
+    demo: bool = False
+    url: str = "http://127.0.0.1:8080"
+    admin_password: str | None = None  # first start only; generated and printed when absent
+    demo_password: str | None = None
+    stats_period: float = 1.0
+    say: Callable[[str], None] = print  # where the one-time start-up notice goes
+
+
+def default_db_url(data_dir: Path) -> str:
+    data_dir.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{(data_dir / 'hotline.db').resolve()}"
+
+
+def create_app(settings: Settings) -> FastAPI:
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = open_database(settings.db_url)
+        await asyncio.to_thread(migrate, engine)
+        sessions = sessionmaker(engine, expire_on_commit=False)
+        store = EventStore(engine)
+        center = LiveCenter(store)
+        hub = Hub()
+        center.publishers.append(hub.publish)
+        state = ServerState(engine=engine, sessions=sessions, center=center, hub=hub)
+        app.state.hotline = state
+        app.state.login_hooks = []
+        notice: list[str] = [f"Hotline is serving {settings.url}  (API: {settings.url}{API}/docs)"]
+        with sessions() as db:
+            generated = ensure_platform(db, settings.admin_password)
+            if generated:
+                notice.append(
+                    f"  platform admin: tenant 'platform', user 'admin', password {generated}"
+                )
+            demo_tenant = None
+            if settings.demo:
+                from hotline.server import demo
+
+                password = settings.demo_password or generate_password()
+                demo_tenant, users = demo.seed(db, password)
+                shown = password if not settings.demo_password else "(from HOTLINE_DEMO_PASSWORD)"
+                notice.append(f"  demo tenant '{demo.SLUG}' ({demo.NAME}); password {shown}")
+                notice.append(f"    users: {', '.join(users[:4])}, agents {users[4]} … {users[-1]}")
+            for tenant in db.scalars(select(Tenant).order_by(Tenant.id)):
+                center.add_tenant(tenant_setup(db, tenant))
+        await center.start()
+        traffic = None
+        if demo_tenant is not None:
+            from hotline.server.demo import DemoTraffic
+
+            traffic = DemoTraffic(center, demo_tenant.id)
+            app.state.login_hooks.append(traffic.release)
+            await traffic.start()
+
+        async def ticker() -> None:
+            while True:
+                await asyncio.sleep(settings.stats_period)
+                now = center.clock()
+                for tenant in list(center.tenants.values()):
+                    hub.publish_stats(tenant, now)
+
+        tick = asyncio.create_task(ticker())
+        settings.say("\n".join(notice))
+        try:
+            yield
+        finally:
+            tick.cancel()
+            if traffic is not None:
+                await traffic.stop()
+            await center.stop()
+            engine.dispose()
+
+    app = FastAPI(
+        title="Hotline",
+        version="0.1.0",
+        description="Open-source call center: ACD, CTI and reports.",
+        lifespan=lifespan,
+        openapi_url=f"{API}/openapi.json",
+        docs_url=f"{API}/docs",
+        redoc_url=None,
+    )
+    problems.install(app)
+    for module in (auth, config, control, realtime, reports):
+        app.include_router(module.router, prefix=API)
+
+    @app.get(f"{API}/health", tags=["health"])
+    async def health() -> dict[str, object]:
+        state: ServerState = app.state.hotline
+        return {
+            "status": "ok",
+            "tenants": len(state.center.tenants),
+            "events_stored": state.center.stored_events,
+        }
+
+    return app
+
+
+def serve(
+    db_url: str | None,
+    host: str,
+    port: int,
+    data_dir: Path,
+    demo: bool,
+    log_level: str = "info",
+) -> None:
+    import uvicorn
+
+    url_host = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+    settings = Settings(
+        db_url=db_url or default_db_url(data_dir),
+        demo=demo,
+        url=f"http://{url_host}:{port}",
+        admin_password=os.environ.get("HOTLINE_ADMIN_PASSWORD") or None,
+        demo_password=os.environ.get("HOTLINE_DEMO_PASSWORD") or None,
+        say=lambda text: print(text, file=sys.stdout, flush=True),
+    )
+    app = create_app(settings)
+    config_ = uvicorn.Config(app, host=host, port=port, log_level=log_level, access_log=False)
+    uvicorn.Server(config_).run()

@@ -1,0 +1,291 @@
+"""The demo: a seeded tenant "演示银行 Demo Bank" with live simulated traffic.
+
+Simulated callers arrive in real time (Poisson, at the scenario's rates), wait with a sampled
+patience and hang up after a sampled talk time once answered, whoever answered them. Simulated
+agents log in and answer their offers after a short delay. A person who logs in as a demo
+agent takes that agent over from the simulation and gets simulated calls through the API.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from datetime import datetime
+from importlib import resources
+from random import Random
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from hotline.acd.commands import Command, DialCallback, Offer
+from hotline.acd.engine import LOGGED_OUT, ACDError
+from hotline.db.schema import Agent, Disposition, Queue, ReasonCode, Skill, Tenant, User
+from hotline.events.types import CallAnswered, CallTransferred, Event
+from hotline.server.catalog import QueueIn, queue_settings
+from hotline.server.live import LiveCenter
+from hotline.server.live import Tenant as LiveTenant
+from hotline.server.security import Principal, hash_password
+from hotline.sim.distributions import Sampler, sampler
+from hotline.sim.scenario import Scenario, load_scenario, parse_clock
+
+log = logging.getLogger("hotline.demo")
+SLUG = "demo-bank"
+NAME = "演示银行 Demo Bank"
+REASONS = {
+    "break": ("休息", "Break"),
+    "lunch": ("午餐", "Lunch"),
+    "training": ("培训", "Training"),
+    "meeting": ("会议", "Meeting"),
+}
+DISPOSITIONS = {
+    "resolved": ("已解决", "Resolved"),
+    "follow_up": ("需跟进", "Follow-up needed"),
+    "complaint": ("投诉", "Complaint"),
+    "sales_lead": ("销售机会", "Sales lead"),
+}
+SKILLS = {"general": ("综合业务", "General banking"), "vip": ("贵宾服务", "VIP service")}
+STAFF = (("supervisor", "supervisor"), ("qa", "qa"), ("planner", "planner"), ("admin", "admin"))
+CUSTOMERS = ("张伟", "王芳", "李娜", "刘洋", "陈静", "Alice Chen", "Bob Smith", "赵磊", "孙丽")
+
+
+def demo_scenario() -> Scenario:
+    path = resources.files("hotline") / "scenarios" / "demo-bank-live.yaml"
+    with resources.as_file(path) as real:
+        return load_scenario(real)
+
+
+def seed(db: Session, password: str) -> tuple[Tenant, list[str]]:
+    """Create the demo tenant on first start; returns it and the demo user names."""
+    scenario = demo_scenario()
+    agents = [(gid, g) for g in scenario.agents for gid in g.agent_ids()]
+    usernames = [name for name, _ in STAFF] + [gid for gid, _ in agents]
+    tenant = db.scalar(select(Tenant).where(Tenant.slug == SLUG))
+    if tenant is not None:
+        return tenant, usernames
+    now = time.time()
+    tenant = Tenant(
+        slug=SLUG,
+        name=NAME,
+        settings={"service_level": scenario.service_level.model_dump(mode="json")},
+        created_at=now,
+    )
+    db.add(tenant)
+    db.flush()
+    tid = tenant.id
+    hashed = hash_password(password)
+    queue_ids = [q.id for q in scenario.queues]
+    teams = ["A", "B"]
+    for name, role in STAFF:
+        db.add(
+            User(
+                tenant_id=tid,
+                username=name,
+                display_name=name.title(),
+                password_hash=hashed,
+                role=role,
+                teams=teams if role == "supervisor" else [],
+                queues=queue_ids if role == "supervisor" else [],
+                created_at=now,
+            )
+        )
+    for code, (zh, en) in SKILLS.items():
+        db.add(Skill(tenant_id=tid, code=code, labels={"zh-CN": zh, "en": en}))
+    for code, (zh, en) in REASONS.items():
+        db.add(ReasonCode(tenant_id=tid, code=code, labels={"zh-CN": zh, "en": en}))
+    for code, (zh, en) in DISPOSITIONS.items():
+        db.add(Disposition(tenant_id=tid, code=code, labels={"zh-CN": zh, "en": en}))
+    for spec in scenario.queues:
+        q = QueueIn.model_validate({**spec.model_dump(), "labels": {}})
+        db.add(Queue(tenant_id=tid, code=spec.id, labels={}, settings=queue_settings(q)))
+    db.flush()
+    for i, (gid, group) in enumerate(agents):
+        user = User(
+            tenant_id=tid,
+            username=gid,
+            display_name=gid,
+            password_hash=hashed,
+            role="agent",
+            teams=[],
+            queues=[],
+            created_at=now,
+        )
+        db.add(user)
+        db.flush()
+        db.add(
+            Agent(
+                tenant_id=tid,
+                code=gid,
+                user_id=user.id,
+                display_name=gid,
+                extension=str(8001 + i),
+                team=teams[i % 2],
+                skills=dict(group.skills),
+            )
+        )
+    db.commit()
+    return tenant, usernames
+
+
+class DemoTraffic:
+    """Simulated callers and agents for one tenant, driven by the real clock."""
+
+    def __init__(self, center: LiveCenter, tenant_id: int, seed: int = 7) -> None:
+        self.center = center
+        self.tenant_id = tenant_id
+        self.scenario = demo_scenario()
+        self.rng = Random(seed)
+        self.robots: set[str] = set()
+        self.delays: dict[str, Sampler] = {}
+        self.talk: dict[str, Sampler] = {}
+        self.patience: dict[str, Sampler | None] = {}
+        self.calls: dict[str, str] = {}  # simulated call -> queue
+        self._tasks: set[asyncio.Task[Any]] = set()
+        for group in self.scenario.agents:
+            delay = sampler(group.answer_delay, self.rng) if group.answer_delay else None
+            for gid in group.agent_ids():
+                self.robots.add(gid)
+                if delay is not None:
+                    self.delays[gid] = delay
+        for spec in self.scenario.traffic:
+            self.talk[spec.queue] = sampler(spec.handle_time, self.rng)
+            self.patience[spec.queue] = sampler(spec.patience, self.rng) if spec.patience else None
+
+    # ------------------------------------------------------------------ lifecycle
+    async def start(self) -> None:
+        self.center.listeners.append(self.on_batch)
+        tenant = self.center.tenants[self.tenant_id]
+        for agent in sorted(self.robots):
+            if tenant.acd.has_agent(agent) and tenant.acd.agent_state(agent)[0] == LOGGED_OUT:
+                await self._do(lambda t, now, a=agent: t.acd.login(now, a, ready=True))
+        for spec in self.scenario.traffic:
+            self._spawn(self._arrivals(spec.queue, spec.calls_per_hour, spec.profile))
+
+    async def stop(self) -> None:
+        with contextlib.suppress(ValueError):
+            self.center.listeners.remove(self.on_batch)
+        for task in list(self._tasks):
+            task.cancel()
+        for task in list(self._tasks):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+    def release(self, principal: Principal) -> None:
+        """A person logged in as a demo agent: the simulation lets go of it."""
+        if principal.tenant_id == self.tenant_id and principal.agent in self.robots:
+            self.robots.discard(principal.agent)
+            log.info("demo agent %s is now driven by a person", principal.agent)
+
+    # ------------------------------------------------------------------ simulation
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _do(self, op: Any) -> Any:
+        try:
+            return await self.center.submit(self.tenant_id, op)
+        except (ACDError, KeyError):
+            return None  # the call or agent moved on meanwhile: nothing to do
+
+    def _rate(self, calls_per_hour: float | None, profile: dict[str, float] | None) -> float:
+        if profile is None:
+            return float(calls_per_hour or 0.0)
+        local = datetime.now()
+        now_s = local.hour * 3600 + local.minute * 60 + local.second
+        week = parse_clock(next(iter(profile)))[0] is not None
+        if week:
+            now_s += local.weekday() * 86400
+        best_key, best_t = None, -1.0
+        latest_key, latest_t = None, -1.0
+        for key in profile:
+            day, sec = parse_clock(key)
+            t = sec + (day or 0) * 86400
+            if t <= now_s and t > best_t:
+                best_key, best_t = key, t
+            if t > latest_t:
+                latest_key, latest_t = key, t
+        return float(profile[best_key or latest_key])  # type: ignore[index]
+
+    async def _arrivals(self, queue: str, rate: float | None, profile: Any) -> None:
+        while True:
+            per_hour = self._rate(rate, profile)
+            if per_hour <= 0:
+                await asyncio.sleep(60)
+                continue
+            await asyncio.sleep(self.rng.expovariate(per_hour / 3600.0))
+            call_id = self.center.new_call_id()
+            number = f"1{self.rng.randrange(3, 9)}{self.rng.randrange(10**8, 10**9)}"
+            vip = queue == "vip"
+            data = {
+                "customer": self.rng.choice(CUSTOMERS),
+                "vip": vip,
+                "account": f"6222{self.rng.randrange(10**11, 10**12)}",
+            }
+            self.calls[call_id] = queue
+            await self._do(
+                lambda t, now, c=call_id, n=number, d=data: t.acd.call_arrived(
+                    now, c, queue, data=d, number=n
+                )
+            )
+            patience = self.patience.get(queue)
+            if patience is not None:
+                self._spawn(self._give_up(call_id, patience()))
+
+    async def _give_up(self, call_id: str, after: float) -> None:
+        await asyncio.sleep(after)
+
+        def op(t: LiveTenant, now: float) -> None:
+            info = t.acd.call_info(call_id)
+            if info is not None and info["state"] in ("waiting", "ringing"):
+                t.acd.abandon(now, call_id)
+
+        await self._do(op)
+
+    async def _answer(self, call_id: str, agent: str, after: float) -> None:
+        await asyncio.sleep(after)
+        if agent not in self.robots:
+            return
+
+        def op(t: LiveTenant, now: float) -> None:
+            if t.acd.is_ringing(call_id, agent):
+                t.acd.answer(now, call_id, agent)
+
+        await self._do(op)
+
+    async def _hang_up(self, call_id: str, after: float) -> None:
+        await asyncio.sleep(after)
+
+        def op(t: LiveTenant, now: float) -> None:
+            info = t.acd.call_info(call_id)
+            if info is not None and info["state"] == "connected":
+                t.acd.hangup(now, call_id)
+
+        await self._do(op)
+        self.calls.pop(call_id, None)
+
+    async def _callback(self, call_id: str) -> None:
+        await asyncio.sleep(3.0)
+        await self._do(lambda t, now: t.acd.callback_answered(now, call_id))
+
+    def on_batch(self, tenant: LiveTenant, events: list[Event], commands: list[Command]) -> None:
+        if tenant.id != self.tenant_id:
+            return
+        for cmd in commands:
+            if type(cmd) is Offer and cmd.agent in self.robots:
+                delay = self.delays.get(cmd.agent)
+                self._spawn(self._answer(cmd.call, cmd.agent, delay() if delay else 2.0))
+            elif type(cmd) is DialCallback:
+                self._spawn(self._callback(cmd.call))
+        for e in events:
+            if type(e) is CallTransferred:
+                queue = self.calls.pop(e.call, None)  # type: ignore[attr-defined]
+                if queue is not None:
+                    self.calls[e.to_call] = queue  # type: ignore[attr-defined]
+            elif type(e) is CallAnswered:
+                queue = self.calls.get(e.call)  # type: ignore[attr-defined]
+                if queue is not None:
+                    talk = self.talk.get(queue) or self.talk[next(iter(self.talk))]
+                    self._spawn(self._hang_up(e.call, talk()))  # type: ignore[attr-defined]

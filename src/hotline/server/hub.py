@@ -1,0 +1,116 @@
+"""The CTI event stream: fans stored events out to WebSocket subscribers, filtered by who
+they are. An agent sees only its own events; a supervisor those of its teams' agents and its
+queues; admins, QA and planners their whole tenant; nobody another tenant's.
+
+Each event is serialised once per publish; a subscriber that cannot keep up is cut off
+(it reconnects and re-reads the state over REST) rather than slowing everyone down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+from hotline.events.types import Event
+from hotline.server.live import Tenant
+from hotline.server.security import Principal
+
+_WHOLE_TENANT = frozenset({"admin", "qa", "planner"})
+
+
+class Subscription:
+    def __init__(self, principal: Principal, maxsize: int = 5000) -> None:
+        self.principal = principal
+        self.queue: asyncio.Queue[str] = asyncio.Queue(maxsize)
+        self.overflowed = False
+        self.whole = principal.role in _WHOLE_TENANT
+
+    def sees(self, agent: str | None, team: str | None, queue: str | None) -> bool:
+        p = self.principal
+        if self.whole:
+            return True
+        if p.role == "agent":
+            return agent is not None and agent == p.agent
+        if p.role == "supervisor":
+            return (team is not None and team in p.teams) or (
+                queue is not None and queue in p.queues
+            )
+        return False
+
+    def put(self, text: str) -> None:
+        if self.overflowed:
+            return
+        try:
+            self.queue.put_nowait(text)
+        except asyncio.QueueFull:
+            self.overflowed = True  # the writer sees this and closes the socket
+
+
+class Hub:
+    def __init__(self) -> None:
+        self._by_tenant: dict[int, set[Subscription]] = {}
+        self._by_agent: dict[tuple[int, str], set[Subscription]] = {}
+        self.delivered = 0
+
+    def subscribe(self, principal: Principal) -> Subscription:
+        sub = Subscription(principal)
+        if principal.role == "agent":
+            if principal.agent is not None:
+                self._by_agent.setdefault((principal.tenant_id, principal.agent), set()).add(sub)
+        else:
+            self._by_tenant.setdefault(principal.tenant_id, set()).add(sub)
+        return sub
+
+    def unsubscribe(self, sub: Subscription) -> None:
+        p = sub.principal
+        if p.role == "agent":
+            self._by_agent.get((p.tenant_id, p.agent or ""), set()).discard(sub)
+        else:
+            self._by_tenant.get(p.tenant_id, set()).discard(sub)
+
+    def subscribers(self) -> int:
+        return sum(len(s) for s in self._by_tenant.values()) + sum(
+            len(s) for s in self._by_agent.values()
+        )
+
+    def publish(
+        self, tenant: Tenant, numbered: list[tuple[int, Event, dict[str, Any] | None]]
+    ) -> None:
+        watchers = self._by_tenant.get(tenant.id)
+        by_agent = self._by_agent
+        for seq, e, extra in numbered:
+            body = e.to_dict()
+            body["seq"] = seq
+            if extra:
+                body.update(extra)
+            agent = getattr(e, "agent", None)
+            queue = getattr(e, "queue", None)
+            text: str | None = None
+            if agent is not None:
+                subs = by_agent.get((tenant.id, agent))
+                if subs:
+                    text = json.dumps(body, ensure_ascii=False)
+                    for sub in subs:
+                        sub.put(text)
+                        self.delivered += 1
+            if watchers:
+                team = tenant.teams.get(agent) if agent is not None else None
+                for sub in watchers:
+                    if sub.sees(agent, team, queue):
+                        if text is None:
+                            text = json.dumps(body, ensure_ascii=False)
+                        sub.put(text)
+                        self.delivered += 1
+
+    def publish_stats(self, tenant: Tenant, now: float) -> None:
+        """Queue statistics tick for the supervisors' and wallboards' views."""
+        watchers = self._by_tenant.get(tenant.id)
+        if not watchers:
+            return
+        stats = tenant.stats(now)
+        for qid, row in stats["queues"].items():
+            text = json.dumps({"type": "queue_stats", "t": now, "queue": qid, **row})
+            for sub in watchers:
+                if sub.sees(None, None, qid):
+                    sub.put(text)
