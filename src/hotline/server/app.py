@@ -119,11 +119,13 @@ def create_app(settings: Settings) -> FastAPI:
 
     @app.get(f"{API}/health", tags=["health"])
     async def health() -> dict[str, object]:
-        state: ServerState = app.state.hotline
+        center = app.state.hotline.center
+        if center.failure is not None:
+            raise problems.ApiError(503, "Service Unavailable", str(center.failure))
         return {
             "status": "ok",
-            "tenants": len(state.center.tenants),
-            "events_stored": state.center.stored_events,
+            "tenants": len(center.tenants),
+            "events_stored": center.stored_events,
         }
 
     return app

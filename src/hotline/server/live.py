@@ -39,6 +39,10 @@ RESTART_REASON = "server_restart"
 _BATCH = 1000
 
 
+class CenterUnavailable(RuntimeError):
+    """The live center is stopping or lost its event store: nothing more can be acknowledged."""
+
+
 class WallClock:
     """Unix time that never goes backwards: wall time at start plus monotonic progress."""
 
@@ -147,6 +151,7 @@ class LiveCenter:
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="event-store")
         self._wake: asyncio.Event | None = None
         self.stored_events = 0
+        self.failure: CenterUnavailable | None = None
 
     # ------------------------------------------------------------------ set-up
     def add_tenant(self, setup: TenantSetup) -> Tenant:
@@ -206,29 +211,38 @@ class LiveCenter:
         self._task = asyncio.create_task(self._run(), name="live-center")
 
     async def stop(self) -> None:
-        """Finish queued requests, close calls still in progress, store it all."""
+        """Refuse queued requests, close calls still in progress and store that."""
+        self.failure = self.failure or CenterUnavailable("the server is shutting down")
         if self._task is not None:
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
+            with contextlib.suppress(asyncio.CancelledError, CenterUnavailable):
                 await self._task
             self._task = None
+        self._refuse_pending()
         now = self.clock()
-        batch: list[tuple[int, list[Event]]] = []
-        for tenant in self.tenants.values():
-            closing: list[Event] = [
-                CallClosed(now, call["call"], call["queue"], call["agent"], "server_shutdown")
-                for call in self.store.open_calls(tenant.id)
-            ]
-            if closing:
-                batch.append((tenant.id, closing))
-        if batch:
-            self.store.append(batch)
+
+        def close_open_calls() -> None:
+            # On the writer thread, after any write still in flight: one writer, in order.
+            batch: list[tuple[int, list[Event]]] = []
+            for tenant in self.tenants.values():
+                closing: list[Event] = [
+                    CallClosed(now, call["call"], call["queue"], call["agent"], "server_shutdown")
+                    for call in self.store.open_calls(tenant.id)
+                ]
+                if closing:
+                    batch.append((tenant.id, closing))
+            if batch:
+                self.store.append(batch)
+
+        await asyncio.get_running_loop().run_in_executor(self._writer, close_open_calls)
         self._writer.shutdown(wait=True)
 
     async def submit(self, tenant_id: int, op: Callable[[Tenant, float], T]) -> T:
         """Run ``op(tenant, now)`` on the tenant's engine; returns once its events are stored."""
+        if self.failure is not None:
+            raise self.failure
         if self._inbox is None:
-            raise RuntimeError("the live center is not running")
+            raise CenterUnavailable("the live center is not running")
         if tenant_id not in self.tenants:
             raise KeyError(tenant_id)
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
@@ -277,12 +291,16 @@ class LiveCenter:
                     await loop.run_in_executor(
                         self._writer, self.store.append, list(produced.items())
                     )
-                except Exception:
-                    log.exception("event store failed: stopping so nothing unrecorded is acked")
+                except Exception as err:
+                    # Fail-stop: nothing that is not stored may be acknowledged, and the
+                    # engines now hold state the record lacks. A restart recovers from it.
+                    log.exception("event store failed: the live center stops")
+                    self.failure = CenterUnavailable(f"event store unavailable: {err}")
                     for req, _, _ in results:
                         if not req.future.done():
-                            req.future.set_exception(RuntimeError("event store unavailable"))
-                    raise
+                            req.future.set_exception(self.failure)
+                    self._refuse_pending()
+                    return
                 self.stored_events += sum(len(ev) for ev in produced.values())
                 for tid, events in produced.items():
                     tenant = self.tenants[tid]
@@ -308,6 +326,13 @@ class LiveCenter:
                         listener(tenant, produced.get(tid, []), commands.get(tid, []))
                     except Exception:
                         log.exception("driver failed on a batch")
+
+    def _refuse_pending(self) -> None:
+        failure = self.failure or CenterUnavailable("the live center stopped")
+        while self._inbox is not None and not self._inbox.empty():
+            req = self._inbox.get_nowait()
+            if not req.future.done():
+                req.future.set_exception(failure)
 
     @staticmethod
     def _drain(

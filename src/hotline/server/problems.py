@@ -11,6 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from starlette.exceptions import HTTPException
 
 from hotline.acd.engine import ACDError
+from hotline.server.live import CenterUnavailable
 
 PROBLEM = "application/problem+json"
 
@@ -72,6 +73,10 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(ACDError)
     async def _acd(_: Request, err: ACDError) -> JSONResponse:
         return problem(409, "Conflict", str(err))
+
+    @app.exception_handler(CenterUnavailable)
+    async def _unavailable(_: Request, err: CenterUnavailable) -> JSONResponse:
+        return problem(503, "Service Unavailable", str(err), headers={"Retry-After": "5"})
 
     @app.exception_handler(IntegrityError)
     async def _integrity(_: Request, err: IntegrityError) -> JSONResponse:
