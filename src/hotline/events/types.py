@@ -316,9 +316,11 @@ class CallClosed(Event):
     found it in progress). Neither answered nor abandoned by the caller: counted apart."""
 
     __slots__ = ("agent", "call", "cause", "queue")
-    fields: ClassVar[tuple[str, ...]] = ("t", "call", "queue", "agent", "cause")
+    fields: ClassVar[tuple[str, ...]] = ("t", "call", "queue", "cause", "agent")
 
-    def __init__(self, t: float, call: str, queue: str, agent: str | None, cause: str) -> None:
+    def __init__(
+        self, t: float, call: str, queue: str, cause: str, agent: str | None = None
+    ) -> None:
         self.t = t
         self.call = call
         self.queue = queue
@@ -334,7 +336,13 @@ class CallTransferred(Event):
     fields: ClassVar[tuple[str, ...]] = ("t", "call", "agent", "to_call", "queue", "to_agent")
 
     def __init__(
-        self, t: float, call: str, agent: str, to_call: str, queue: str, to_agent: str | None
+        self,
+        t: float,
+        call: str,
+        agent: str,
+        to_call: str,
+        queue: str,
+        to_agent: str | None = None,
     ) -> None:
         self.t = t
         self.call = call
@@ -351,7 +359,12 @@ class CallDisposed(Event):
     fields: ClassVar[tuple[str, ...]] = ("t", "call", "agent", "disposition", "note")
 
     def __init__(
-        self, t: float, call: str, agent: str, disposition: str | None, note: str | None
+        self,
+        t: float,
+        call: str,
+        agent: str,
+        disposition: str | None = None,
+        note: str | None = None,
     ) -> None:
         self.t = t
         self.call = call

@@ -9,6 +9,7 @@ Each event is serialised once per publish; a subscriber that cannot keep up is c
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from typing import Any
 
@@ -24,6 +25,7 @@ class Subscription:
         self.principal = principal
         self.queue: asyncio.Queue[str] = asyncio.Queue(maxsize)
         self.overflowed = False
+        self.revoked = False
         self.whole = principal.role in _WHOLE_TENANT
 
     def sees(self, agent: str | None, team: str | None, queue: str | None) -> bool:
@@ -68,6 +70,15 @@ class Hub:
             self._by_agent.get((p.tenant_id, p.agent or ""), set()).discard(sub)
         else:
             self._by_tenant.get(p.tenant_id, set()).discard(sub)
+
+    def drop_user(self, user_id: int) -> None:
+        """Cut the streams of a user whose access changed (the writer closes them)."""
+        for subs in (*self._by_tenant.values(), *self._by_agent.values()):
+            for sub in subs:
+                if sub.principal.user_id == user_id:
+                    sub.revoked = True
+                    with contextlib.suppress(asyncio.QueueFull):
+                        sub.queue.put_nowait("")  # wake the writer
 
     def subscribers(self) -> int:
         return sum(len(s) for s in self._by_tenant.values()) + sum(

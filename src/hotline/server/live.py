@@ -171,7 +171,7 @@ class LiveCenter:
         recovered: list[Event] = []
         for call in self.store.open_calls(tenant.id):
             recovered.append(
-                CallClosed(crash_t, call["call"], call["queue"], call["agent"], RESTART_REASON)
+                CallClosed(crash_t, call["call"], call["queue"], RESTART_REASON, call["agent"])
             )
         acd = tenant.acd
         relogin: list[tuple[str, str, str | None]] = []
@@ -226,7 +226,7 @@ class LiveCenter:
             batch: list[tuple[int, list[Event]]] = []
             for tenant in self.tenants.values():
                 closing: list[Event] = [
-                    CallClosed(now, call["call"], call["queue"], call["agent"], "server_shutdown")
+                    CallClosed(now, call["call"], call["queue"], "server_shutdown", call["agent"])
                     for call in self.store.open_calls(tenant.id)
                 ]
                 if closing:

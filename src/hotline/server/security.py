@@ -67,33 +67,34 @@ class Principal:
 
 @dataclass
 class LoginThrottle:
-    """At most ``limit`` failed log-ins per account and per source address in ``window`` s."""
+    """Failed log-ins allowed in ``window`` seconds: ``limit`` per account, and a higher
+    ``address_limit`` per source address (a whole call floor may share one NAT address)."""
 
     limit: int = 5
+    address_limit: int = 50
     window: float = 300.0
     _failures: dict[str, deque[float]] = field(default_factory=dict)
 
-    def retry_after(self, *keys: str, now: float | None = None) -> float:
+    def retry_after(self, account: str, address: str, now: float | None = None) -> float:
         now = time.monotonic() if now is None else now
         wait = 0.0
-        for key in keys:
+        for key, limit in ((account, self.limit), (address, self.address_limit)):
             q = self._failures.get(key)
             if not q:
                 continue
             while q and q[0] <= now - self.window:
                 q.popleft()
-            if len(q) >= self.limit:
-                wait = max(wait, q[0] + self.window - now)
+            if len(q) >= limit:
+                wait = max(wait, q[-limit] + self.window - now)
         return wait
 
-    def failed(self, *keys: str, now: float | None = None) -> None:
+    def failed(self, account: str, address: str, now: float | None = None) -> None:
         now = time.monotonic() if now is None else now
-        for key in keys:
+        for key in (account, address):
             self._failures.setdefault(key, deque()).append(now)
         if len(self._failures) > 100_000:  # bound memory under a spray of usernames
-            self._failures = {
-                k: q for k, q in self._failures.items() if q and q[-1] > now - self.window
-            }
+            cutoff = now - self.window
+            self._failures = {k: q for k, q in self._failures.items() if q and q[-1] > cutoff}
 
-    def succeeded(self, account_key: str) -> None:
-        self._failures.pop(account_key, None)
+    def succeeded(self, account: str) -> None:
+        self._failures.pop(account, None)

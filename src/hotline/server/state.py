@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Annotated
 
 from fastapi import Depends, Header, Request, WebSocket
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from hotline.db.schema import Agent, AuditEntry, Credential, Tenant, User
@@ -30,6 +30,17 @@ class ServerState:
     def forget_credentials(self) -> None:
         """Drop cached principals (after a user, role or credential changes)."""
         self._principals.clear()
+
+    def revoke_user(self, db: Session, user_id: int) -> None:
+        """A user was deactivated, deleted, or got a new password or role: end its log-in
+        sessions (API keys stay until revoked) and cut its open event streams."""
+        db.execute(
+            update(Credential)
+            .where(Credential.user_id == user_id, Credential.kind == "token")
+            .values(revoked=True)
+        )
+        self.forget_credentials()
+        self.hub.drop_user(user_id)
 
     def authenticate(self, secret: str) -> Principal | None:
         key = digest(secret)
@@ -94,7 +105,7 @@ def _acting(state: ServerState, principal: Principal, tenant_slug: str | None) -
         raise ApiError(404, "Not Found", f"tenant {tenant_slug!r} not found")
     return Principal(
         user_id=principal.user_id,
-        username=principal.username,
+        username=f"{principal.tenant_slug}/{principal.username}",  # as the audit log shows it
         tenant_id=tenant.id,
         tenant_slug=tenant.slug,
         role="admin",

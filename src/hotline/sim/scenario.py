@@ -108,7 +108,7 @@ class ServiceLevelSpec(_Model):
 
 
 class RelaxSpec(_Model):
-    after: Duration
+    after: Annotated[Duration, Field(gt=0)]
     skills: dict[str, Level]
 
 

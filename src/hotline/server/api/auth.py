@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Request
+from fastapi import APIRouter, Header, Path, Request
 from pydantic import Field
 from sqlalchemy import select
 
@@ -155,7 +155,9 @@ def list_api_keys(caller: Admin, db: DB) -> list[dict[str, Any]]:
 
 
 @router.delete("/api-keys/{key_id}", status_code=204)
-def revoke_api_key(key_id: int, caller: Admin, db: DB, state: State) -> None:
+def revoke_api_key(
+    key_id: Annotated[int, Path(ge=1, le=2**31 - 1)], caller: Admin, db: DB, state: State
+) -> None:
     cred = db.scalar(
         select(Credential).where(
             Credential.id == key_id,

@@ -253,8 +253,11 @@ def patch_user(
         **changes,
         password_changed=True if body.password else None,
     )
+    if body.password is not None or body.role is not None or body.active is False:
+        state.revoke_user(db, user.id)  # log-ins made under the old terms end now
     db.commit()
     state.forget_credentials()
+    state.hub.drop_user(user.id)  # streams reconnect with the new teams and queues
     return _user_out(user)
 
 
@@ -267,6 +270,7 @@ def delete_user(username: str, caller: Admin, db: DB, state: State) -> None:
     audit(db, caller, "user.delete", username)
     db.commit()
     state.forget_credentials()
+    state.hub.drop_user(user.id)
 
 
 # ---------------------------------------------------------------------- simple coded resources
@@ -427,7 +431,10 @@ def _save_queue(
             is None
         ):
             raise invalid("body.exit.overflow", f"unknown queue {target!r}")
-    cfg = spec.config()
+    try:
+        cfg = spec.config()
+    except ValueError as err:  # the engine's own invariants, should a schema miss one
+        raise invalid("body", str(err)) from None
     sl = spec.service_level.config() if spec.service_level is not None else None
 
     def op(t: LiveTenant, now: float) -> None:
@@ -628,7 +635,9 @@ def audit_log(
     caller: Admin,
     db: DB,
     limit: int = Query(100, ge=1, le=1000),
-    before: int | None = Query(None, ge=1, description="entries with id < before (paging)"),
+    before: int | None = Query(
+        None, ge=1, le=2**62, description="entries with id < before (paging)"
+    ),
 ) -> dict[str, Any]:
     query = select(AuditEntry).where(AuditEntry.tenant_id == caller.tenant_id)
     if before is not None:

@@ -84,6 +84,16 @@ def _agent(state: ServerState, caller: Principal, code: str) -> Tenant:
     raise forbidden(f"agent {code!r} is not in your teams")
 
 
+def _known_queue(tenant: Tenant, queue: str) -> None:
+    if queue not in tenant.acd.queue_ids():
+        raise ApiError(
+            422,
+            "Invalid request",
+            f"body.queue: unknown queue {queue!r}",
+            errors=[{"field": "body.queue", "message": f"unknown queue {queue!r}"}],
+        )
+
+
 def _call(state: ServerState, caller: Principal, call_id: str) -> tuple[Tenant, dict[str, Any]]:
     tenant = _tenant(state, caller)
     info = tenant.acd.call_info(call_id)
@@ -116,10 +126,23 @@ async def _supervised(
     await run_in_threadpool(write)
 
 
+async def _call_action_audit(
+    state: ServerState, caller: Principal, action: str, call_id: str, **detail: Any
+) -> None:
+    """Agents act on their own calls; anyone else doing so is a supervisor action."""
+    if caller.role != "agent":
+        await _supervised(state, caller, action, call_id, **detail)
+
+
 # ---------------------------------------------------------------------- agent state
 @router.get("/agents/{code}/state")
 async def agent_state(code: str, caller: Caller, state: State) -> dict[str, Any]:
-    tenant = _agent(state, caller, code)
+    if caller.role in ("qa", "planner"):  # they see the whole tenant, and change nothing
+        tenant = _tenant(state, caller)
+        if not tenant.acd.has_agent(code):
+            raise not_found(f"agent {code!r}")
+    else:
+        tenant = _agent(state, caller, code)
     now = state.center.clock()
     st, reason = tenant.acd.agent_state(code)
     row = tenant.realtime.snapshot_agent(code, now)
@@ -197,6 +220,7 @@ async def agent_wrap_up(code: str, body: WrapUpIn, caller: Caller, state: State)
         return call
 
     call = await state.center.submit(tenant.id, op)
+    await _supervised(state, caller, "agent.wrap_up", code, call=call, disposition=body.disposition)
     result = await agent_state(code, caller, state)
     result["wrapped_call"] = call
     return result
@@ -240,6 +264,7 @@ async def new_call(body: NewCallIn, caller: Caller, state: State) -> dict[str, A
     if caller.role != "admin":
         raise forbidden("only administrators and integrations inject calls")
     tenant = _tenant(state, caller)
+    _known_queue(tenant, body.queue)
     call_id = state.center.new_call_id()
     await state.center.submit(
         tenant.id,
@@ -280,6 +305,7 @@ async def answer(
     tenant, info = _call_for_action(state, caller, call_id, body)
     agent = _acting_agent(caller, body, info)
     await state.center.submit(tenant.id, lambda t, now: t.acd.answer(now, call_id, agent))
+    await _call_action_audit(state, caller, "call.answer", call_id, agent=agent)
     return tenant.acd.call_info(call_id) or {"call": call_id, "state": "ended"}
 
 
@@ -298,6 +324,7 @@ def _call_for_action(
 async def hangup(call_id: str, caller: Caller, state: State) -> dict[str, Any]:
     tenant, _ = _call_for_action(state, caller, call_id, None)
     await state.center.submit(tenant.id, lambda t, now: t.acd.hangup(now, call_id))
+    await _call_action_audit(state, caller, "call.hangup", call_id)
     return {"call": call_id, "state": "ended"}
 
 
@@ -315,6 +342,7 @@ async def abandon(call_id: str, caller: Caller, state: State) -> dict[str, Any]:
 async def hold(call_id: str, caller: Caller, state: State) -> dict[str, Any]:
     tenant, _ = _call_for_action(state, caller, call_id, None)
     await state.center.submit(tenant.id, lambda t, now: t.acd.hold(now, call_id))
+    await _call_action_audit(state, caller, "call.hold", call_id)
     return tenant.acd.call_info(call_id) or {"call": call_id}
 
 
@@ -322,6 +350,7 @@ async def hold(call_id: str, caller: Caller, state: State) -> dict[str, Any]:
 async def unhold(call_id: str, caller: Caller, state: State) -> dict[str, Any]:
     tenant, _ = _call_for_action(state, caller, call_id, None)
     await state.center.submit(tenant.id, lambda t, now: t.acd.unhold(now, call_id))
+    await _call_action_audit(state, caller, "call.unhold", call_id)
     return tenant.acd.call_info(call_id) or {"call": call_id}
 
 
@@ -339,6 +368,9 @@ async def transfer(call_id: str, body: TransferIn, caller: Caller, state: State)
         )
     new_id = state.center.new_call_id()
     queue = body.queue or info["queue"]
+    _known_queue(tenant, queue)
+    if caller.role == "supervisor" and body.queue is not None and queue not in caller.queues:
+        raise forbidden(f"queue {queue!r} is not one of your queues")
 
     def op(t: Tenant, now: float) -> None:
         current = t.acd.call_info(call_id)
@@ -365,6 +397,9 @@ async def transfer(call_id: str, body: TransferIn, caller: Caller, state: State)
         )
 
     await state.center.submit(tenant.id, op)
+    await _call_action_audit(
+        state, caller, "call.transfer", call_id, queue=queue, agent=body.agent, to_call=new_id
+    )
     return tenant.acd.call_info(new_id) or {"call": new_id, "state": "ended"}
 
 
@@ -374,6 +409,7 @@ async def move(call_id: str, body: MoveIn, caller: Caller, state: State) -> dict
     if caller.role not in ("admin", "supervisor"):
         raise forbidden()
     tenant, info = _call(state, caller, call_id)
+    _known_queue(tenant, body.queue)
     if caller.role == "supervisor" and body.queue not in caller.queues:
         raise forbidden(f"queue {body.queue!r} is not one of your queues")
     await state.center.submit(

@@ -76,6 +76,9 @@ async def events(ws: WebSocket) -> None:
             if get not in done:
                 get.cancel()
                 break
+            if sub.revoked:
+                await ws.close(code=1008, reason="access revoked")
+                break
             await ws.send_text(get.result())
             if sub.overflowed and sub.queue.empty():
                 await ws.close(code=1013, reason="too slow: reconnect and resynchronise")

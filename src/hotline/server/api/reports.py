@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 from datetime import datetime
 from typing import Any, Literal
 
@@ -13,7 +14,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 from sqlalchemy import func, or_, select
 
-from hotline.cms.metrics import Metrics, ServiceLevelConfig
+from hotline.cms.metrics import Metrics, ServiceLevelConfig, Tally
 from hotline.db.schema import Agent, CallRecord
 from hotline.server.api.control import _tenant
 from hotline.server.problems import ApiError, forbidden
@@ -26,21 +27,26 @@ MAX_SPAN = 93 * 86400.0
 
 
 def _when(value: str, name: str) -> float:
+    """ISO 8601 (local time when no offset is given) or Unix seconds."""
     try:
-        stamp = datetime.fromisoformat(value)
-    except ValueError:
         try:
-            return float(value)
+            stamp = datetime.fromisoformat(value)
         except ValueError:
-            raise ApiError(
-                422,
-                "Invalid request",
-                f"query.{name}: not an ISO 8601 time or Unix seconds",
-                errors=[{"field": f"query.{name}", "message": "not a time"}],
-            ) from None
-    if stamp.tzinfo is None:
-        stamp = stamp.astimezone()
-    return stamp.timestamp()
+            t = float(value)
+        else:
+            if stamp.tzinfo is None:
+                stamp = stamp.astimezone()
+            t = stamp.timestamp()
+        if not math.isfinite(t) or not 0 <= t < 1e11:
+            raise ValueError(value)
+        return t
+    except (ValueError, OverflowError, OSError):
+        raise ApiError(
+            422,
+            "Invalid request",
+            f"query.{name}: not an ISO 8601 time or Unix seconds",
+            errors=[{"field": f"query.{name}", "message": "not a time"}],
+        ) from None
 
 
 def _span(start: str, end: str) -> tuple[float, float]:
@@ -66,15 +72,26 @@ def _iso(t: float) -> str:
     return datetime.fromtimestamp(t).astimezone().isoformat(timespec="seconds")
 
 
-def _respond(rows: list[dict[str, Any]], fmt: str, name: str) -> Any:
+QUEUE_COLUMNS = ["interval_start", "queue", *Tally().kpis(ServiceLevelConfig())]
+AGENT_COLUMNS = [
+    "interval_start",
+    "agent",
+    "team",
+    "answered",
+    "talk_time",
+    "logged_in_time",
+    "not_ready_time",
+    "rona",
+    "staffed_time",
+    "occupied_time",
+    "occupancy",
+]
+
+
+def _respond(rows: list[dict[str, Any]], fmt: str, name: str, columns: list[str]) -> Any:
     if fmt == "json":
-        return {"rows": rows}
+        return {"columns": columns, "rows": rows}
     out = io.StringIO()
-    columns: list[str] = []
-    for row in rows:
-        for key in row:
-            if key not in columns:
-                columns.append(key)
     writer = csv.DictWriter(out, fieldnames=columns)
     writer.writeheader()
     for row in rows:
@@ -114,7 +131,7 @@ async def queue_report(
             rows.append({"interval_start": _iso(row.pop("start")), **row})
         return rows
 
-    return _respond(await run_in_threadpool(compute), format, "queues")
+    return _respond(await run_in_threadpool(compute), format, "queues", QUEUE_COLUMNS)
 
 
 _AGENT_CUMULATIVE = (
@@ -140,6 +157,7 @@ async def agent_report(
     """Per agent and interval: calls answered, talk, logged-in and not-ready time, occupancy.
     Agents get their own rows only."""
     t0, t1 = _span(from_, to)
+    t1 = min(t1, state.center.clock())
     step = INTERVALS[interval]
     tenant = _tenant(state, caller)
     metrics = _metrics(state, caller, t0, step)
@@ -180,12 +198,13 @@ async def agent_report(
                 close(boundary - step, boundary)
                 boundary += step
             metrics.feed(e)
-        while boundary - step < t1:
-            close(boundary - step, min(boundary, t1))
+        horizon = min(t1, state.center.clock())  # no figures for time not yet passed
+        while boundary - step < horizon:
+            close(boundary - step, min(boundary, horizon))
             boundary += step
         return rows
 
-    return _respond(await run_in_threadpool(compute), format, "agents")
+    return _respond(await run_in_threadpool(compute), format, "agents", AGENT_COLUMNS)
 
 
 @router.get("/cdrs")
