@@ -404,6 +404,9 @@ def event_from_dict(data: dict[str, Any]) -> Event:
     """Rebuild an event from its JSON form (the inverse of ``Event.to_dict``)."""
     data = dict(data)
     cls = EVENT_TYPES[data.pop("type")]
+    for name in cls.fields:  # ``to_dict`` leaves out empty values
+        if name not in data:
+            data[name] = () if name == "queues" else None
     if "queues" in data:
         data["queues"] = tuple(data["queues"])
     return cls(**data)

@@ -6,8 +6,9 @@ import asyncio
 import contextlib
 import logging
 import os
+import signal
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +28,7 @@ from hotline.server.security import generate_password
 from hotline.server.state import ServerState
 
 log = logging.getLogger("hotline.server")
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 API = "/api/v1"
 
 
@@ -71,8 +73,11 @@ def create_app(settings: Settings) -> FastAPI:
                 from hotline.server import demo
 
                 password = settings.demo_password or generate_password()
-                demo_tenant, users = demo.seed(db, password)
-                shown = password if not settings.demo_password else "(from HOTLINE_DEMO_PASSWORD)"
+                demo_tenant, users, created = demo.seed(db, password)
+                if settings.demo_password:
+                    shown = "(from HOTLINE_DEMO_PASSWORD)"
+                else:
+                    shown = password if created else "(as printed when it was first created)"
                 notice.append(f"  demo tenant '{demo.SLUG}' ({demo.NAME}); password {shown}")
                 notice.append(f"    users: {', '.join(users[:4])}, agents {users[4]} … {users[-1]}")
             for tenant in db.scalars(select(Tenant).order_by(Tenant.id)):
@@ -150,6 +155,19 @@ def serve(
         demo_password=os.environ.get("HOTLINE_DEMO_PASSWORD") or None,
         say=lambda text: print(text, file=sys.stdout, flush=True),
     )
+
+    class Server(uvicorn.Server):
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            # SIGTERM/SIGINT mean a graceful shutdown that ends with exit status 0 (uvicorn
+            # would re-raise the signal once shut down, and the process would die of it).
+            previous = {sig: signal.signal(sig, self.handle_exit) for sig in _STOP_SIGNALS}
+            try:
+                yield
+            finally:
+                for sig, handler in previous.items():
+                    signal.signal(sig, handler)
+
     app = create_app(settings)
     config_ = uvicorn.Config(app, host=host, port=port, log_level=log_level, access_log=False)
-    uvicorn.Server(config_).run()
+    Server(config_).run()

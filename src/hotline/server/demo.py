@@ -21,11 +21,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from hotline.acd.commands import Command, DialCallback, Offer
-from hotline.acd.engine import LOGGED_OUT, ACDError
+from hotline.acd.engine import LOGGED_OUT, NOT_READY, ACDError
 from hotline.db.schema import Agent, Disposition, Queue, ReasonCode, Skill, Tenant, User
 from hotline.events.types import CallAnswered, CallTransferred, Event
 from hotline.server.catalog import QueueIn, queue_settings
-from hotline.server.live import LiveCenter
+from hotline.server.live import RESTART_REASON, LiveCenter
 from hotline.server.live import Tenant as LiveTenant
 from hotline.server.security import Principal, hash_password
 from hotline.sim.distributions import Sampler, sampler
@@ -57,14 +57,15 @@ def demo_scenario() -> Scenario:
         return load_scenario(real)
 
 
-def seed(db: Session, password: str) -> tuple[Tenant, list[str]]:
-    """Create the demo tenant on first start; returns it and the demo user names."""
+def seed(db: Session, password: str) -> tuple[Tenant, list[str], bool]:
+    """Create the demo tenant on first start; returns it, the demo user names, and whether
+    it was created now (the password applies only then)."""
     scenario = demo_scenario()
     agents = [(gid, g) for g in scenario.agents for gid in g.agent_ids()]
     usernames = [name for name, _ in STAFF] + [gid for gid, _ in agents]
     tenant = db.scalar(select(Tenant).where(Tenant.slug == SLUG))
     if tenant is not None:
-        return tenant, usernames
+        return tenant, usernames, False
     now = time.time()
     tenant = Tenant(
         slug=SLUG,
@@ -126,7 +127,7 @@ def seed(db: Session, password: str) -> tuple[Tenant, list[str]]:
             )
         )
     db.commit()
-    return tenant, usernames
+    return tenant, usernames, True
 
 
 class DemoTraffic:
@@ -158,8 +159,13 @@ class DemoTraffic:
         self.center.listeners.append(self.on_batch)
         tenant = self.center.tenants[self.tenant_id]
         for agent in sorted(self.robots):
-            if tenant.acd.has_agent(agent) and tenant.acd.agent_state(agent)[0] == LOGGED_OUT:
+            if not tenant.acd.has_agent(agent):
+                continue
+            state, reason = tenant.acd.agent_state(agent)
+            if state == LOGGED_OUT:
                 await self._do(lambda t, now, a=agent: t.acd.login(now, a, ready=True))
+            elif state == NOT_READY and reason == RESTART_REASON:  # back at their desks
+                await self._do(lambda t, now, a=agent: t.acd.set_ready(now, a))
         for spec in self.scenario.traffic:
             self._spawn(self._arrivals(spec.queue, spec.calls_per_hour, spec.profile))
 
