@@ -282,7 +282,7 @@ def ws_until(ws: Any, last: Callable[[dict[str, Any]], bool]) -> list[dict[str, 
 def split_stats(messages: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], set[str]]:
     """(events, queues named by the periodic queue_stats ticks among them)."""
     events = [m for m in messages if m.get("type") != "queue_stats"]
-    return events, {m["queue"] for m in messages if m.get("type") == "queue_stats"}
+    return events, {q for m in messages if m.get("type") == "queue_stats" for q in m["queues"]}
 
 
 # ---------------------------------------------------------------------- 1. authentication

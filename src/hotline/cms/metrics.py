@@ -516,7 +516,8 @@ class Realtime:
         state, reason, since = row
         return {"state": state, "reason": reason, "time_in_state": now - since}
 
-    def snapshot(self, now: float) -> dict[str, Any]:
+    def snapshot(self, now: float, *, agents: bool = True) -> dict[str, Any]:
+        """``agents=False`` leaves out the per-agent rows (queue figures only)."""
         by_state: dict[str, int] = {}
         per_queue: dict[str, dict[str, int]] = {}
         for agent, (state, _, _) in self._agents.items():
@@ -532,8 +533,12 @@ class Realtime:
                 "longest_wait": max((now - t for t in waiting.values()), default=0.0),
                 "agents": per_queue.get(q, {}),
             }
-        agents = {
-            a: {"state": s, "reason": r, "time_in_state": now - since}
-            for a, (s, r, since) in sorted(self._agents.items())
-        }
-        return {"queues": queues, "agents_by_state": by_state, "agents": agents}
+        rows = (
+            {
+                a: {"state": s, "reason": r, "time_in_state": now - since}
+                for a, (s, r, since) in sorted(self._agents.items())
+            }
+            if agents
+            else {}
+        )
+        return {"queues": queues, "agents_by_state": by_state, "agents": rows}

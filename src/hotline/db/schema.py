@@ -192,6 +192,9 @@ class CallRecord(Base):
     __table_args__ = (
         UniqueConstraint("tenant_id", "call_id", name="uq_cdrs_tenant_call"),
         Index("ix_cdrs_tenant_arrived", "tenant_id", "arrived_at"),
+        Index("ix_cdrs_tenant_queue", "tenant_id", "final_queue", "arrived_at"),
+        Index("ix_cdrs_tenant_agent", "tenant_id", "agent", "arrived_at"),
+        Index("ix_cdrs_tenant_outcome", "tenant_id", "outcome"),
     )
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     tenant_id: Mapped[int] = mapped_column(Integer)

@@ -12,7 +12,7 @@ import json
 from collections.abc import Iterator, Sequence
 from typing import Any, cast
 
-from sqlalchemy import Engine, Table, func, insert, select, update
+from sqlalchemy import Engine, Table, bindparam, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from hotline.cms.cdr import CdrFold
@@ -33,36 +33,45 @@ def _json(e: Event) -> str:
     return text
 
 
+def _by_columns(rows: list[dict[str, Any]]) -> dict[tuple[str, ...], list[dict[str, Any]]]:
+    """Rows grouped by the columns they set, for one executemany per group."""
+    groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for row in rows:
+        groups.setdefault(tuple(sorted(row)), []).append(row)
+    return groups
+
+
 class EventStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._seq: dict[int, int] = {}
         self._folds: dict[int, CdrFold] = {}
-        with engine.connect() as conn:
-            rows = conn.execute(
-                select(StoredEvent.tenant_id, func.max(StoredEvent.seq)).group_by(
-                    StoredEvent.tenant_id
-                )
-            )
-            for tenant_id, seq in rows:
-                self._seq[tenant_id] = seq
         self._upsert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
 
     def last_seq(self, tenant_id: int) -> int:
-        return self._seq.get(tenant_id, 0)
+        seq = self._seq.get(tenant_id)
+        if seq is None:  # one index seek on (tenant_id, seq), the first time a tenant writes
+            with self.engine.connect() as conn:
+                seq = conn.execute(
+                    select(func.max(StoredEvent.seq)).where(StoredEvent.tenant_id == tenant_id)
+                ).scalar()
+            seq = self._seq[tenant_id] = seq or 0
+        return seq
 
     def append(self, batch: Sequence[tuple[int, Sequence[Event]]]) -> None:
         """Store ``(tenant id, events)`` pairs durably, in order, in one transaction."""
         rows: list[dict[str, Any]] = []
-        cdr_new: list[dict[str, Any]] = []
-        cdr_changes: list[tuple[int, str, dict[str, Any]]] = []
+        # CDR changes are merged per call within the batch: a call that arrives and is
+        # answered in one batch is one INSERT; the others one UPDATE each, sent in groups.
+        cdr_new: dict[tuple[int, str], dict[str, Any]] = {}
+        cdr_changes: dict[tuple[int, str], dict[str, Any]] = {}
         presence: dict[tuple[int, str], dict[str, Any]] = {}
-        seqs = dict(self._seq)
+        seqs = {tenant_id: self.last_seq(tenant_id) for tenant_id, _ in batch}
         for tenant_id, events in batch:
             fold = self._folds.get(tenant_id)
             if fold is None:
                 fold = self._folds[tenant_id] = CdrFold()
-            seq = seqs.get(tenant_id, 0)
+            seq = seqs[tenant_id]
             for e in events:
                 seq += 1
                 rows.append(
@@ -80,10 +89,13 @@ class EventStore:
                 change = fold.feed(e)
                 if change is not None:
                     call_id, fields = change
+                    key = (tenant_id, call_id)
                     if "arrived_at" in fields:
-                        cdr_new.append({"tenant_id": tenant_id, "call_id": call_id, **fields})
+                        cdr_new[key] = {"tenant_id": tenant_id, "call_id": call_id, **fields}
+                    elif key in cdr_new:
+                        cdr_new[key].update(fields)
                     else:
-                        cdr_changes.append((tenant_id, call_id, fields))
+                        cdr_changes.setdefault(key, {}).update(fields)
                 if type(e) is AgentStateChanged:
                     presence[(tenant_id, e.agent)] = {  # type: ignore[attr-defined]
                         "tenant_id": tenant_id,
@@ -98,24 +110,34 @@ class EventStore:
         with self.engine.begin() as conn:
             conn.execute(insert(_EVENTS), rows)
             if cdr_new:
-                conn.execute(insert(_CDRS), cdr_new)
-            for tenant_id, call_id, fields in cdr_changes:
-                conn.execute(
-                    update(_CDRS)
-                    .where(_CDRS.c.tenant_id == tenant_id, _CDRS.c.call_id == call_id)
-                    .values(**fields)
-                )
+                for columns, group in _by_columns(list(cdr_new.values())).items():
+                    conn.execute(insert(_CDRS).values({c: bindparam(c) for c in columns}), group)
+            if cdr_changes:
+                changes = [
+                    {"_tenant": tenant_id, "_call": call_id, **fields}
+                    for (tenant_id, call_id), fields in cdr_changes.items()
+                ]
+                for columns, group in _by_columns(changes).items():
+                    stmt = (
+                        update(_CDRS)
+                        .where(
+                            _CDRS.c.tenant_id == bindparam("_tenant"),
+                            _CDRS.c.call_id == bindparam("_call"),
+                        )
+                        .values({c: bindparam(c) for c in columns if not c.startswith("_")})
+                    )
+                    conn.execute(stmt, group)
             if presence:
-                stmt = self._upsert(_PRESENCE)
-                stmt = stmt.on_conflict_do_update(
+                upsert = self._upsert(_PRESENCE)
+                upsert = upsert.on_conflict_do_update(
                     index_elements=["tenant_id", "agent"],
                     set_={
-                        "state": stmt.excluded.state,
-                        "reason": stmt.excluded.reason,
-                        "since": stmt.excluded.since,
+                        "state": upsert.excluded.state,
+                        "reason": upsert.excluded.reason,
+                        "since": upsert.excluded.since,
                     },
                 )
-                conn.execute(stmt, list(presence.values()))
+                conn.execute(upsert, list(presence.values()))
         self._seq = seqs
 
     # ------------------------------------------------------------------ reading

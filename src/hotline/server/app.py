@@ -169,5 +169,14 @@ def serve(
                     signal.signal(sig, handler)
 
     app = create_app(settings)
-    config_ = uvicorn.Config(app, host=host, port=port, log_level=log_level, access_log=False)
+    # No per-message deflate: compressing each small event for each connection costs more
+    # CPU than the whole fan-out (see bench/server_websocket.py).
+    config_ = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level=log_level,
+        access_log=False,
+        ws_per_message_deflate=False,
+    )
     Server(config_).run()

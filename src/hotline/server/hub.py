@@ -115,13 +115,18 @@ class Hub:
                         self.delivered += 1
 
     def publish_stats(self, tenant: Tenant, now: float) -> None:
-        """Queue statistics tick for the supervisors' and wallboards' views."""
+        """One ``queue_stats`` tick per second for each watcher: all the queues it sees."""
         watchers = self._by_tenant.get(tenant.id)
         if not watchers:
             return
-        stats = tenant.stats(now)
-        for qid, row in stats["queues"].items():
-            text = json.dumps({"type": "queue_stats", "t": now, "queue": qid, **row})
-            for sub in watchers:
-                if sub.sees(None, None, qid):
-                    sub.put(text)
+        queues = tenant.stats(now, agents=False)["queues"]
+        whole: str | None = None
+        for sub in watchers:
+            if sub.whole:
+                if whole is None:
+                    whole = json.dumps({"type": "queue_stats", "t": now, "queues": queues})
+                sub.put(whole)
+            else:
+                mine = {q: row for q, row in queues.items() if sub.sees(None, None, q)}
+                if mine:
+                    sub.put(json.dumps({"type": "queue_stats", "t": now, "queues": mine}))

@@ -112,8 +112,8 @@ class Tenant:
         if type(e) is CallAnswered:
             self.last_call[e.agent] = e.call  # type: ignore[attr-defined]
 
-    def stats(self, now: float) -> dict[str, Any]:
-        snap = self.realtime.snapshot(now)
+    def stats(self, now: float, *, agents: bool = True) -> dict[str, Any]:
+        snap = self.realtime.snapshot(now, agents=agents)
         today = self.today.queues()
         for qid in self.acd.queue_ids():
             q = snap["queues"].setdefault(qid, {"waiting": 0, "longest_wait": 0.0, "agents": {}})
@@ -149,7 +149,6 @@ class LiveCenter:
         self._inbox: asyncio.Queue[_Request] | None = None
         self._task: asyncio.Task[None] | None = None
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="event-store")
-        self._wake: asyncio.Event | None = None
         self.stored_events = 0
         self.failure: CenterUnavailable | None = None
 
@@ -207,7 +206,6 @@ class LiveCenter:
     # ------------------------------------------------------------------ running
     async def start(self) -> None:
         self._inbox = asyncio.Queue()
-        self._wake = asyncio.Event()
         self._task = asyncio.create_task(self._run(), name="live-center")
 
     async def stop(self) -> None:

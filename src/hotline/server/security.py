@@ -7,7 +7,9 @@ SHA-256 digests, so a copy of the database gives no way in. Nothing here logs a 
 from __future__ import annotations
 
 import hashlib
+import os
 import secrets
+import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -19,20 +21,29 @@ ROLES = ("admin", "supervisor", "qa", "planner", "agent")
 PLATFORM = "platform"  # the tenant whose admins manage all tenants
 TOKEN_TTL = 12 * 3600.0  # one working shift and then some
 
-_hasher = PasswordHasher()
-# Verifying against this when a user does not exist keeps the timing of both cases alike.
-_DUMMY_HASH = _hasher.hash("not a password")
+# Argon2id at OWASP's recommended cost (19 MiB, 2 passes): a shift's log-in burst must not
+# take the server's memory, and at most one hash per core runs at a time.
+_hasher = PasswordHasher(time_cost=2, memory_cost=19 * 1024, parallelism=1)
+_hashing = threading.BoundedSemaphore(os.cpu_count() or 1)
+_dummy_hash: str | None = None
 
 
 def hash_password(password: str) -> str:
-    return _hasher.hash(password)
+    with _hashing:
+        return _hasher.hash(password)
 
 
 def verify_password(password_hash: str | None, password: str) -> bool:
-    try:
-        return _hasher.verify(password_hash or _DUMMY_HASH, password) and bool(password_hash)
-    except (VerificationError, InvalidHashError):
-        return False
+    """Check a password; for an unknown user (no hash) a dummy verification keeps the timing
+    of both cases alike."""
+    global _dummy_hash
+    if _dummy_hash is None:
+        _dummy_hash = hash_password("not a password")
+    with _hashing:
+        try:
+            return _hasher.verify(password_hash or _dummy_hash, password) and bool(password_hash)
+        except (VerificationError, InvalidHashError):
+            return False
 
 
 def new_secret(prefix: str) -> str:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 from typing import Any
 
@@ -63,28 +62,30 @@ async def events(ws: WebSocket) -> None:
         )
     )
 
-    async def reader() -> None:
-        with contextlib.suppress(WebSocketDisconnect):
-            while True:
-                await ws.receive_text()  # clients may send keep-alives; nothing else
-
-    read_task = asyncio.create_task(reader())
-    try:
-        while not read_task.done():
-            get = asyncio.create_task(sub.queue.get())
-            done, _ = await asyncio.wait({get, read_task}, return_when=asyncio.FIRST_COMPLETED)
-            if get not in done:
-                get.cancel()
-                break
+    async def writer() -> None:
+        queue = sub.queue
+        while True:
+            text = await queue.get()
             if sub.revoked:
                 await ws.close(code=1008, reason="access revoked")
-                break
-            await ws.send_text(get.result())
-            if sub.overflowed and sub.queue.empty():
+                return
+            await ws.send_text(text)
+            if sub.overflowed and queue.empty():
                 await ws.close(code=1013, reason="too slow: reconnect and resynchronise")
+                return
+
+    write_task = asyncio.create_task(writer())
+    try:
+        # Reading notices the client leaving; clients may send keep-alives, nothing else.
+        while not write_task.done():
+            receive = asyncio.ensure_future(ws.receive_text())
+            await asyncio.wait({receive, write_task}, return_when=asyncio.FIRST_COMPLETED)
+            if not receive.done():
+                receive.cancel()
                 break
+            receive.result()
     except (WebSocketDisconnect, RuntimeError):
         pass
     finally:
         state.hub.unsubscribe(sub)
-        read_task.cancel()
+        write_task.cancel()

@@ -214,7 +214,7 @@ def cdrs(
     state: State,
     from_: str | None = Query(None, alias="from"),
     to: str | None = None,
-    queue: str | None = Query(None, max_length=64),
+    queue: str | None = Query(None, max_length=64, description="the queue the call ended in"),
     agent: str | None = Query(None, max_length=64),
     number: str | None = Query(None, max_length=64),
     outcome: str | None = Query(None, max_length=32),
@@ -229,7 +229,7 @@ def cdrs(
     if to is not None:
         query = query.where(CallRecord.arrived_at < _when(to, "to"))
     if queue is not None:
-        query = query.where(or_(CallRecord.queue == queue, CallRecord.final_queue == queue))
+        query = query.where(CallRecord.final_queue == queue)  # where the call ended up
     if agent is not None:
         query = query.where(CallRecord.agent == agent)
     if number is not None:
