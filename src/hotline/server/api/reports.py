@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from fastapi import APIRouter, Query
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import Response
+from fastapi.responses import JSONResponse, Response
 from sqlalchemy import func, or_, select
 
 from hotline.cms.metrics import Metrics, ServiceLevelConfig, Tally
@@ -89,8 +89,9 @@ AGENT_COLUMNS = [
 
 
 def _respond(rows: list[dict[str, Any]], fmt: str, name: str, columns: list[str]) -> Any:
+    """Rendered here, on a worker thread: a big report must not stall the event loop."""
     if fmt == "json":
-        return {"columns": columns, "rows": rows}
+        return JSONResponse({"columns": columns, "rows": rows})
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=columns)
     writer.writeheader()
@@ -131,7 +132,8 @@ async def queue_report(
             rows.append({"interval_start": _iso(row.pop("start")), **row})
         return rows
 
-    return _respond(await run_in_threadpool(compute), format, "queues", QUEUE_COLUMNS)
+    rows = await run_in_threadpool(compute)
+    return await run_in_threadpool(_respond, rows, format, "queues", QUEUE_COLUMNS)
 
 
 _AGENT_CUMULATIVE = (
@@ -204,7 +206,8 @@ async def agent_report(
             boundary += step
         return rows
 
-    return _respond(await run_in_threadpool(compute), format, "agents", AGENT_COLUMNS)
+    rows = await run_in_threadpool(compute)
+    return await run_in_threadpool(_respond, rows, format, "agents", AGENT_COLUMNS)
 
 
 @router.get("/cdrs")
