@@ -6,10 +6,11 @@ from __future__ import annotations
 import csv
 import io
 import math
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy import func, or_, select
@@ -109,19 +110,35 @@ def _metrics(state: ServerState, caller: Principal, t0: float, step: float) -> M
     return Metrics(ServiceLevelConfig(), tenant.service_levels, interval=step, origin=t0)
 
 
-@router.get("/reports/queues")
-async def queue_report(
-    caller: Caller,
-    state: State,
+@dataclass
+class ReportQuery:
+    """The query every interval report takes: ``[from, to)``, interval length, format."""
+
+    start: float
+    end: float
+    step: float
+    format: str
+
+
+def report_query(
     from_: str = Query(..., alias="from"),
     to: str = Query(...),
     interval: Literal["15m", "30m", "60m"] = "30m",
     format: Literal["json", "csv"] = "json",
-) -> Any:
+) -> ReportQuery:
+    t0, t1 = _span(from_, to)
+    return ReportQuery(t0, t1, INTERVALS[interval], format)
+
+
+Report = Annotated[ReportQuery, Depends(report_query)]
+
+
+@router.get("/reports/queues")
+async def queue_report(caller: Caller, state: State, query: Report) -> Any:
     if caller.role == "agent":
         raise forbidden("queue reports are for supervisors, QA, planners and admins")
-    t0, t1 = _span(from_, to)
-    metrics = _metrics(state, caller, t0, INTERVALS[interval])
+    t0, t1 = query.start, query.end
+    metrics = _metrics(state, caller, t0, query.step)
 
     def compute() -> list[dict[str, Any]]:
         metrics.feed_all(state.center.store.read(caller.tenant_id, t0, t1))
@@ -133,7 +150,7 @@ async def queue_report(
         return rows
 
     rows = await run_in_threadpool(compute)
-    return await run_in_threadpool(_respond, rows, format, "queues", QUEUE_COLUMNS)
+    return await run_in_threadpool(_respond, rows, query.format, "queues", QUEUE_COLUMNS)
 
 
 _AGENT_CUMULATIVE = (
@@ -148,19 +165,11 @@ _AGENT_CUMULATIVE = (
 
 
 @router.get("/reports/agents")
-async def agent_report(
-    caller: Caller,
-    state: State,
-    from_: str = Query(..., alias="from"),
-    to: str = Query(...),
-    interval: Literal["15m", "30m", "60m"] = "30m",
-    format: Literal["json", "csv"] = "json",
-) -> Any:
+async def agent_report(caller: Caller, state: State, query: Report) -> Any:
     """Per agent and interval: calls answered, talk, logged-in and not-ready time, occupancy.
     Agents get their own rows only."""
-    t0, t1 = _span(from_, to)
-    t1 = min(t1, state.center.clock())
-    step = INTERVALS[interval]
+    t0, t1 = query.start, min(query.end, state.center.clock())
+    step = query.step
     tenant = _tenant(state, caller)
     metrics = _metrics(state, caller, t0, step)
 
@@ -207,7 +216,7 @@ async def agent_report(
         return rows
 
     rows = await run_in_threadpool(compute)
-    return await run_in_threadpool(_respond, rows, format, "agents", AGENT_COLUMNS)
+    return await run_in_threadpool(_respond, rows, query.format, "agents", AGENT_COLUMNS)
 
 
 @router.get("/cdrs")
