@@ -1535,3 +1535,77 @@ def test_routing_at_scale_touches_only_the_calls_queue(monkeypatch: pytest.Monke
     d.hangup(20_002, "x1")  # back to ready in its own queues' indexes only
     assert len(touched["push"]) == n_queues
     assert len(touched["peek"]) <= n_queues
+
+
+# --------------------------------------------------------------------------- live changes
+def test_queue_settings_change_live_and_waiting_calls_keep_their_place() -> None:
+    acd = ACD([QueueConfig("q", skills={"a": 1})], [AgentConfig("x", {"b": 1})])
+    d = Driver(acd)
+    d.login(0.0, "x")
+    d.call_arrived(1.0, "c1", "q")
+    d.call_arrived(2.0, "c2", "q")
+    assert acd.waiting_calls("q") == ["c1", "c2"]
+    d.take()
+    # The queue now takes skill b: agent x becomes eligible and gets the first caller.
+    d.set_queue(3.0, QueueConfig("q", skills={"b": 1}))
+    events, commands = d.take()
+    assert offered(commands) == [("c1", "x")]
+    assert [e.queues for e in events if e.type == "agent_queues_changed"] == [("q",)]
+    assert acd.waiting_calls("q") == ["c2"]
+    # A new queue joins the logged-in agents that qualify, without a new log-in.
+    d.set_queue(4.0, QueueConfig("new", skills={"b": 1}))
+    assert acd.agent_queues("x") == ["q", "new"]
+
+
+def test_agent_skills_change_live_and_removal_rules() -> None:
+    acd = ACD([QueueConfig("q", skills={"a": 1})], [AgentConfig("x", {"b": 1})])
+    d = Driver(acd)
+    d.login(0.0, "x")
+    d.call_arrived(1.0, "c1", "q")
+    d.take()
+    d.set_agent(2.0, AgentConfig("x", {"a": 1}))
+    assert offered(d.take()[1]) == [("c1", "x")]
+    with pytest.raises(ACDError):
+        d.remove_queue(3.0, "q")  # a call is still in it
+    with pytest.raises(ACDError):
+        d.remove_agent(3.0, "x")  # logged in
+    d.answer(3.0, "c1", "x")
+    d.hangup(4.0, "c1")
+    d.logout(5.0, "x")
+    d.remove_agent(6.0, "x")
+    d.remove_queue(6.0, "q")
+    assert acd.queue_ids() == [] and not acd.has_agent("x")
+
+
+def test_move_call_keeps_original_arrival_and_direct_calls_ring_one_agent() -> None:
+    acd = ACD(
+        [QueueConfig("a", skills={"a": 1}), QueueConfig("b", skills={"b": 1})],
+        [AgentConfig("x", {"a": 1}), AgentConfig("y", {"a": 1})],
+    )
+    d = Driver(acd)
+    d.call_arrived(0.0, "early", "b")
+    d.call_arrived(5.0, "late", "a")
+    d.move_call(10.0, "early", "a")
+    # Moved, it keeps its arrival at 0 and so goes ahead of the caller who came at 5.
+    assert acd.waiting_calls("a") == ["early", "late"]
+    events, _ = d.take()
+    assert [(e.call, e.queue, e.to_queue) for e in of(events, CallOverflowed)] == [
+        ("early", "b", "a")
+    ]
+    d.login(11.0, "x")
+    d.login(11.0, "y")
+    d.take()
+    # x and y took the two waiting calls; once x is free a direct call rings only x, even
+    # though y has been idle longer.
+    d.answer(11.0, "early", "x")
+    d.answer(11.0, "late", "y")
+    d.hangup(12.0, "late")
+    d.hangup(13.0, "early")
+    d.take()
+    assert offers_to(d, 14.0, "direct", "a", agent="x") == ["x"]
+    # A direct call to an agent who is not ready is rejected, not queued.
+    d.call_arrived(15.0, "second", "a", agent="x")
+    events, _ = d.take()
+    assert [(e.call, e.reason) for e in of(events, CallRejected)] == [
+        ("second", "agent_unavailable")
+    ]

@@ -271,8 +271,12 @@ class ACD:
             raise ACDError(f"duplicate queue id {cfg.id!r}")
         q = _Queue(cfg, len(self._queues), self._rng)
         self._queues[cfg.id] = q
+        self._index_queue(q)
+
+    def _index_queue(self, q: _Queue) -> None:
+        """Make the queue findable from the skills it requires (at agents' log-in)."""
         skills: set[str] = set()
-        for req in cfg.requirement_tiers:
+        for req in q.cfg.requirement_tiers:
             if not req:
                 self._open_queues.append(q)
             skills.update(req)
@@ -298,7 +302,7 @@ class ACD:
             self.add_queue(cfg)
         else:
             self._replace_queue(q, cfg)
-        self._rebuild_skill_index()
+            self._rebuild_skill_index()
         self._refresh_agents(now)
 
     def remove_queue(self, now: float, queue_id: str) -> None:
@@ -362,13 +366,7 @@ class ACD:
         self._by_skill = {}
         self._open_queues = []
         for q in sorted(self._queues.values(), key=lambda q: q.order):
-            skills: set[str] = set()
-            for req in q.cfg.requirement_tiers:
-                if not req:
-                    self._open_queues.append(q)
-                skills.update(req)
-            for skill in sorted(skills):
-                self._by_skill.setdefault(skill, []).append(q)
+            self._index_queue(q)
 
     def _refresh_agents(self, now: float) -> None:
         for q in self._queues.values():
