@@ -25,6 +25,24 @@ class ApiError(Exception):
         self.extra = extra
 
 
+def invalid(field: str, message: str) -> ApiError:
+    """422 naming the field (``body.queue``, ``query.to``, ...)."""
+    return invalid_fields([{"field": field, "message": message}])
+
+
+def invalid_fields(errors: list[dict[str, str]]) -> ApiError:
+    detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
+    return ApiError(422, "Invalid request", detail, errors=errors)
+
+
+def field_errors(errors: Any, prefix: tuple[str, ...] = ()) -> list[dict[str, str]]:
+    """Pydantic's errors as ``{field, message}`` with dotted field paths."""
+    return [
+        {"field": _field((*prefix, *e.get("loc", ()))), "message": e.get("msg", "invalid")}
+        for e in errors
+    ]
+
+
 def not_found(what: str) -> ApiError:
     return ApiError(404, "Not Found", f"{what} not found")
 
@@ -58,13 +76,8 @@ def install(app: FastAPI) -> None:
         return problem(err.status, err.title, err.detail, headers=headers, **err.extra)
 
     @app.exception_handler(RequestValidationError)
-    async def _invalid(_: Request, err: RequestValidationError) -> JSONResponse:
-        errors = [
-            {"field": _field(e.get("loc", ())), "message": e.get("msg", "invalid")}
-            for e in err.errors()
-        ]
-        detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
-        return problem(422, "Invalid request", detail, errors=errors)
+    async def _invalid(request: Request, err: RequestValidationError) -> JSONResponse:
+        return await _api_error(request, invalid_fields(field_errors(err.errors())))
 
     @app.exception_handler(HTTPException)
     async def _http(_: Request, err: HTTPException) -> JSONResponse:

@@ -44,7 +44,14 @@ from hotline.server.catalog import (
     tenant_setup,
 )
 from hotline.server.live import Tenant as LiveTenant
-from hotline.server.problems import ApiError, forbidden, not_found
+from hotline.server.problems import (
+    ApiError,
+    field_errors,
+    forbidden,
+    invalid,
+    invalid_fields,
+    not_found,
+)
 from hotline.server.security import PLATFORM, Principal, hash_password
 from hotline.server.state import DB, Admin, Caller, ServerState, State, Supervisor, audit
 
@@ -56,18 +63,30 @@ def apply_live(state: ServerState, tenant_id: int, op: Callable[[LiveTenant, flo
     return anyio.from_thread.run(state.center.submit, tenant_id, op)
 
 
-def invalid(field: str, message: str) -> ApiError:
-    return ApiError(
-        422, "Invalid request", f"{field}: {message}", errors=[{"field": field, "message": message}]
-    )
-
-
 def _check_skills(db: Session, tenant_id: int, used: dict[str, str]) -> None:
     """``used`` maps a field name to the skill it names; each must be defined."""
     known = set(db.scalars(select(Skill.code).where(Skill.tenant_id == tenant_id)))
     for field, skill in used.items():
         if skill not in known:
             raise invalid(field, f"unknown skill {skill!r} (define it under /skills first)")
+
+
+def _row(db: Session, model: Any, tenant_id: int, key: str) -> Any:
+    """The tenant's record of ``model`` named ``key`` (its code; a user's username), or None."""
+    column = model.username if model is User else model.code
+    return db.scalar(select(model).where(model.tenant_id == tenant_id, column == key))
+
+
+def _one(db: Session, model: Any, tenant_id: int, key: str, what: str) -> Any:
+    row = _row(db, model, tenant_id, key)
+    if row is None:
+        raise not_found(f"{what} {key!r}")
+    return row
+
+
+def _unique(db: Session, model: Any, tenant_id: int, key: str, what: str) -> None:
+    if _row(db, model, tenant_id, key) is not None:
+        raise ApiError(409, "Conflict", f"{what} {key!r} already exists")
 
 
 # ---------------------------------------------------------------------- tenants (platform)
@@ -193,10 +212,7 @@ def _user_out(u: User) -> dict[str, Any]:
 
 
 def _user(db: Session, tenant_id: int, username: str) -> User:
-    user = db.scalar(select(User).where(User.tenant_id == tenant_id, User.username == username))
-    if user is None:
-        raise not_found(f"user {username!r}")
-    return user
+    return _one(db, User, tenant_id, username, "user")  # type: ignore[no-any-return]
 
 
 @router.get("/users", tags=["users"])
@@ -207,10 +223,7 @@ def list_users(caller: Supervisor, db: DB) -> list[dict[str, Any]]:
 
 @router.post("/users", status_code=201, tags=["users"])
 def create_user(body: UserIn, caller: Admin, db: DB) -> dict[str, Any]:
-    if db.scalar(
-        select(User).where(User.tenant_id == caller.tenant_id, User.username == body.username)
-    ):
-        raise ApiError(409, "Conflict", f"user {body.username!r} already exists")
+    _unique(db, User, caller.tenant_id, body.username, "user")
     user = User(
         tenant_id=caller.tenant_id,
         username=body.username,
@@ -287,12 +300,7 @@ def _coded(
         return {"code": row.code, **{f: getattr(row, f) for f in fields}}
 
     def find(db: Session, tenant_id: int, code: str) -> Any:
-        row = db.scalar(
-            select(table).where(table.tenant_id == tenant_id, table.code == code)  # type: ignore[attr-defined]
-        )
-        if row is None:
-            raise not_found(f"{tag} {code!r}")
-        return row
+        return _one(db, table, tenant_id, code, tag)
 
     def changed(state: ServerState, tenant_id: int, db: Session) -> None:
         if on_change is not None:
@@ -306,11 +314,7 @@ def _coded(
 
     def create(body: schema, caller: Admin, db: DB, state: State) -> dict[str, Any]:  # type: ignore[valid-type]
         data = body.model_dump(mode="json")  # type: ignore[attr-defined]
-        exists = db.scalar(
-            select(table).where(table.tenant_id == caller.tenant_id, table.code == data["code"])  # type: ignore[attr-defined]
-        )
-        if exists is not None:
-            raise ApiError(409, "Conflict", f"{tag} {data['code']!r} already exists")
+        _unique(db, table, caller.tenant_id, data["code"], tag)
         row = table(tenant_id=caller.tenant_id, **data)
         db.add(row)
         audit(db, caller, f"{tag}.create", data["code"], **data)
@@ -407,10 +411,7 @@ def _queue_out(q: Queue) -> dict[str, Any]:
 
 
 def _queue_row(db: Session, tenant_id: int, code: str) -> Queue:
-    row = db.scalar(select(Queue).where(Queue.tenant_id == tenant_id, Queue.code == code))
-    if row is None:
-        raise not_found(f"queue {code!r}")
-    return row
+    return _one(db, Queue, tenant_id, code, "queue")  # type: ignore[no-any-return]
 
 
 def _save_queue(
@@ -424,12 +425,7 @@ def _save_queue(
         target = spec.exit.overflow
         if target == spec.id:
             raise invalid("body.exit.overflow", "a queue cannot overflow to itself")
-        if (
-            db.scalar(
-                select(Queue).where(Queue.tenant_id == caller.tenant_id, Queue.code == target)
-            )
-            is None
-        ):
+        if _row(db, Queue, caller.tenant_id, target) is None:
             raise invalid("body.exit.overflow", f"unknown queue {target!r}")
     try:
         cfg = spec.config()
@@ -465,8 +461,7 @@ def list_queues(caller: Caller, db: DB) -> list[dict[str, Any]]:
 
 @router.post("/queues", status_code=201, tags=["queue"])
 def create_queue(body: QueueIn, caller: Admin, db: DB, state: State) -> dict[str, Any]:
-    if db.scalar(select(Queue).where(Queue.tenant_id == caller.tenant_id, Queue.code == body.id)):
-        raise ApiError(409, "Conflict", f"queue {body.id!r} already exists")
+    _unique(db, Queue, caller.tenant_id, body.id, "queue")
     return _save_queue(db, state, caller, body, None)
 
 
@@ -497,16 +492,7 @@ def patch_queue(
     try:
         spec = QueueIn.model_validate(merged)
     except ValidationError as err:
-        errors = [
-            {"field": ".".join(["body", *map(str, e["loc"])]), "message": e["msg"]}
-            for e in err.errors()
-        ]
-        raise ApiError(
-            422,
-            "Invalid request",
-            "; ".join(f"{e['field']}: {e['message']}" for e in errors),
-            errors=errors,
-        ) from None
+        raise invalid_fields(field_errors(err.errors(), ("body",))) from None
     return _save_queue(db, state, caller, spec, row)
 
 
@@ -534,10 +520,7 @@ def _agent_out(a: Agent, username: str | None) -> dict[str, Any]:
 
 
 def _agent_row(db: Session, tenant_id: int, code: str) -> Agent:
-    row = db.scalar(select(Agent).where(Agent.tenant_id == tenant_id, Agent.code == code))
-    if row is None:
-        raise not_found(f"agent {code!r}")
-    return row
+    return _one(db, Agent, tenant_id, code, "agent")  # type: ignore[no-any-return]
 
 
 def _username(db: Session, user_id: int | None) -> str | None:
@@ -550,9 +533,7 @@ def _save_agent(
     _check_skills(db, caller.tenant_id, {f"body.skills.{s}": s for s in body.skills})
     user_id = None
     if body.user is not None:
-        user = db.scalar(
-            select(User).where(User.tenant_id == caller.tenant_id, User.username == body.user)
-        )
+        user = _row(db, User, caller.tenant_id, body.user)
         if user is None:
             raise invalid("body.user", f"unknown user {body.user!r}")
         other = db.scalar(select(Agent).where(Agent.user_id == user.id))
@@ -602,8 +583,7 @@ def list_agents(
 
 @router.post("/agents", status_code=201, tags=["agent"])
 def create_agent(body: AgentIn, caller: Admin, db: DB, state: State) -> dict[str, Any]:
-    if db.scalar(select(Agent).where(Agent.tenant_id == caller.tenant_id, Agent.code == body.code)):
-        raise ApiError(409, "Conflict", f"agent {body.code!r} already exists")
+    _unique(db, Agent, caller.tenant_id, body.code, "agent")
     return _save_agent(db, state, caller, body, None)
 
 

@@ -17,7 +17,7 @@ from hotline.acd.engine import READY, WRAP_UP, ACDError
 from hotline.events.types import CallDisposed, CallTransferred
 from hotline.server.catalog import Code, Model
 from hotline.server.live import Tenant
-from hotline.server.problems import ApiError, forbidden, not_found
+from hotline.server.problems import ApiError, forbidden, invalid, not_found
 from hotline.server.security import Principal
 from hotline.server.state import Caller, ServerState, State, audit
 
@@ -86,12 +86,7 @@ def _agent(state: ServerState, caller: Principal, code: str) -> Tenant:
 
 def _known_queue(tenant: Tenant, queue: str) -> None:
     if queue not in tenant.acd.queue_ids():
-        raise ApiError(
-            422,
-            "Invalid request",
-            f"body.queue: unknown queue {queue!r}",
-            errors=[{"field": "body.queue", "message": f"unknown queue {queue!r}"}],
-        )
+        raise invalid("body.queue", f"unknown queue {queue!r}")
 
 
 def _call(state: ServerState, caller: Principal, call_id: str) -> tuple[Tenant, dict[str, Any]]:
@@ -201,12 +196,7 @@ async def agent_wrap_up(code: str, body: WrapUpIn, caller: Caller, state: State)
     automatic wrap-up ended, for the agent's last call)."""
     tenant = _agent(state, caller, code)
     if body.disposition is not None and body.disposition not in tenant.dispositions:
-        raise ApiError(
-            422,
-            "Invalid request",
-            f"body.disposition: unknown disposition {body.disposition!r}",
-            errors=[{"field": "body.disposition", "message": "unknown disposition"}],
-        )
+        raise invalid("body.disposition", f"unknown disposition {body.disposition!r}")
 
     def op(t: Tenant, now: float) -> str | None:
         st, _ = t.acd.agent_state(code)
@@ -228,12 +218,7 @@ async def agent_wrap_up(code: str, body: WrapUpIn, caller: Caller, state: State)
 
 def _check_reason(tenant: Tenant, reason: str | None) -> None:
     if reason is not None and tenant.reasons and reason not in tenant.reasons:
-        raise ApiError(
-            422,
-            "Invalid request",
-            f"body.reason: unknown reason code {reason!r}",
-            errors=[{"field": "body.reason", "message": "unknown reason code"}],
-        )
+        raise invalid("body.reason", f"unknown reason code {reason!r}")
 
 
 # ---------------------------------------------------------------------- calls
@@ -290,12 +275,7 @@ def _acting_agent(caller: Principal, body: ActingAgentIn | None, info: dict[str,
         return body.agent
     if len(info["agents"]) == 1:
         return str(info["agents"][0])
-    raise ApiError(
-        422,
-        "Invalid request",
-        "body.agent: say which agent",
-        errors=[{"field": "body.agent", "message": "required"}],
-    )
+    raise invalid("body.agent", "say which agent")
 
 
 @router.post("/calls/{call_id}/answer")
@@ -360,12 +340,7 @@ async def transfer(call_id: str, body: TransferIn, caller: Caller, state: State)
     current queue unless one is named). The call continues as a new segment."""
     tenant, info = _call_for_action(state, caller, call_id, None)
     if body.queue is None and body.agent is None:
-        raise ApiError(
-            422,
-            "Invalid request",
-            "body: give a queue or an agent",
-            errors=[{"field": "body", "message": "give a queue or an agent"}],
-        )
+        raise invalid("body", "give a queue or an agent")
     new_id = state.center.new_call_id()
     queue = body.queue or info["queue"]
     _known_queue(tenant, queue)

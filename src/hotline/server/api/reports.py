@@ -18,7 +18,7 @@ from sqlalchemy import func, or_, select
 from hotline.cms.metrics import Metrics, ServiceLevelConfig, Tally
 from hotline.db.schema import Agent, CallRecord
 from hotline.server.api.control import _tenant
-from hotline.server.problems import ApiError, forbidden
+from hotline.server.problems import forbidden, invalid
 from hotline.server.security import Principal
 from hotline.server.state import DB, Caller, ServerState, State
 
@@ -42,30 +42,15 @@ def _when(value: str, name: str) -> float:
             raise ValueError(value)
         return t
     except (ValueError, OverflowError, OSError):
-        raise ApiError(
-            422,
-            "Invalid request",
-            f"query.{name}: not an ISO 8601 time or Unix seconds",
-            errors=[{"field": f"query.{name}", "message": "not a time"}],
-        ) from None
+        raise invalid(f"query.{name}", "not an ISO 8601 time or Unix seconds") from None
 
 
 def _span(start: str, end: str) -> tuple[float, float]:
     t0, t1 = _when(start, "from"), _when(end, "to")
     if t1 <= t0:
-        raise ApiError(
-            422,
-            "Invalid request",
-            "query.to: must be after 'from'",
-            errors=[{"field": "query.to", "message": "must be after from"}],
-        )
+        raise invalid("query.to", "must be after 'from'")
     if t1 - t0 > MAX_SPAN:
-        raise ApiError(
-            422,
-            "Invalid request",
-            "query.to: at most 93 days per report",
-            errors=[{"field": "query.to", "message": "span too long"}],
-        )
+        raise invalid("query.to", "at most 93 days per report")
     return t0, t1
 
 
