@@ -37,6 +37,7 @@ from hotline.db.schema import AgentPresence, CallRecord, StoredEvent
 from hotline.events.store import EventStore
 from hotline.events.types import Event
 from hotline.server.live import LiveCenter, Tenant, TenantSetup
+from server_harness import percentile
 
 
 def setup(tenant_id: int, agents: int, queues: int, skills_per_agent: int) -> TenantSetup:
@@ -52,13 +53,6 @@ def setup(tenant_id: int, agents: int, queues: int, skills_per_agent: int) -> Te
         for j in range(agents)
     ]
     return TenantSetup(id=tenant_id, slug="bench", queues=qcfgs, agents=acfgs)
-
-
-def percentile(sorted_values: list[float], p: float) -> float:
-    if not sorted_values:
-        return float("nan")
-    k = min(len(sorted_values) - 1, max(0, round(p / 100 * (len(sorted_values) - 1))))
-    return sorted_values[k]
 
 
 async def measure(url: str, args: argparse.Namespace, concurrency: int) -> dict[str, Any]:

@@ -29,9 +29,6 @@ import json
 import os
 import random
 import secrets
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -46,16 +43,10 @@ from hotline.db.database import migrate, open_database
 from hotline.db.schema import Agent, Queue, Skill, Tenant, User
 from hotline.server.catalog import QueueIn, ensure_platform, queue_settings
 from hotline.server.security import hash_password
+from server_harness import API, free_port, start_server, stop_server, wait_ready
 
-API = "/api/v1"
 GOAL_MB = 1024.0
 STRATEGIES = ("longest-idle", "least-calls", "best-skill", "round-robin", "top-down")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def memory_mb(pid: int) -> dict[str, float]:
@@ -136,27 +127,6 @@ def seed(url: str, agents: int, queues: int, users: int, password: str) -> None:
         )
         db.commit()
     engine.dispose()
-
-
-def start_server(tmp: Path, url: str, port: int) -> subprocess.Popen[bytes]:
-    log = open(tmp / "server.log", "wb")  # noqa: SIM115 (closed with the process)
-    cmd = [
-        sys.executable, "-m", "hotline", "serve", "--db", url, "--host", "127.0.0.1",
-        "--port", str(port), "--data-dir", str(tmp),
-    ]  # fmt: skip
-    return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
-
-
-async def wait_ready(http: httpx.AsyncClient, proc: subprocess.Popen[bytes]) -> None:
-    deadline = time.time() + 300
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"the server exited with {proc.returncode}")
-        with contextlib.suppress(httpx.HTTPError):
-            if (await http.get(f"{API}/health", timeout=1.0)).status_code == 200:
-                return
-        await asyncio.sleep(0.2)
-    raise SystemExit("the server did not start")
 
 
 async def load(
@@ -298,7 +268,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             async with httpx.AsyncClient(
                 base_url=f"http://127.0.0.1:{port}", limits=limits, timeout=120.0
             ) as http:
-                await wait_ready(http, server)
+                await asyncio.to_thread(wait_ready, f"http://127.0.0.1:{port}", server, 300)
                 start_s = time.perf_counter() - t0
                 await asyncio.sleep(2.0)
                 idle = memory_mb(server.pid)
@@ -314,12 +284,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             print((Path(tmp) / "server.log").read_text()[-3000:], file=sys.stderr)
             raise
         finally:
-            server.send_signal(signal.SIGTERM)
-            try:
-                server.wait(30)
-            except subprocess.TimeoutExpired:
-                server.kill()
-                server.wait()
+            stop_server(server, 30)
 
 
 def main() -> None:

@@ -29,13 +29,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import os
 import resource
 import secrets
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -47,17 +44,12 @@ from typing import Any
 import httpx
 from websockets.asyncio.client import connect
 
-API = "/api/v1"
+from server_harness import API, free_port, percentile, start_server, stop_server, wait_ready
+
 TICK = os.sysconf("SC_CLK_TCK")
 
 
 # --------------------------------------------------------------------------- helpers
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time of a process so far (Linux /proc)."""
     with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
@@ -72,13 +64,6 @@ def raise_fd_limit(needed: int) -> int:
         resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
         soft = target
     return soft
-
-
-def pct(values: list[float], p: float) -> float:
-    if not values:
-        return float("nan")
-    k = min(len(values) - 1, max(0, round(p / 100 * (len(values) - 1))))
-    return values[k]
 
 
 # --------------------------------------------------------------------------- traffic (child)
@@ -140,36 +125,14 @@ async def traffic(spec: dict[str, Any]) -> dict[str, Any]:
         "end": end,
         "calls": done,
         "errors": errors,
-        "api_p50_ms": pct(api_ms, 50),
-        "api_p99_ms": pct(api_ms, 99),
+        "api_p50_ms": percentile(api_ms, 50),
+        "api_p99_ms": percentile(api_ms, 99),
         "server_cpu": (cpu1[0] - cpu0[0]) / (end - start),
         "client_cpu": (cpu1[1] - cpu0[1]) / (end - start),
     }
 
 
 # --------------------------------------------------------------------------- server + setup
-def start_server(tmp: Path, port: int, password: str) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "HOTLINE_ADMIN_PASSWORD": password}
-    log = open(tmp / "server.log", "wb")  # noqa: SIM115 (closed with the process)
-    cmd = [
-        sys.executable, "-m", "hotline", "serve", "--db", f"sqlite:///{tmp / 'ws.db'}",
-        "--host", "127.0.0.1", "--port", str(port), "--data-dir", str(tmp),
-    ]  # fmt: skip
-    return subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
-
-
-def wait_ready(base: str, proc: subprocess.Popen[bytes], timeout: float = 60.0) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"the server exited with {proc.returncode}")
-        with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(f"{base}{API}/health", timeout=1.0).status_code == 200:
-                return
-        time.sleep(0.2)
-    raise SystemExit("the server did not start")
-
-
 def configure(base: str, admin_password: str, args: argparse.Namespace) -> dict[str, Any]:
     """Tenant, skills, queues, agents and supervisors through the API; returns tokens."""
     password = secrets.token_urlsafe(12)
@@ -285,7 +248,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     base = f"http://127.0.0.1:{port}"
     admin_password = secrets.token_urlsafe(12)
     with tempfile.TemporaryDirectory(prefix="hotline-bench-") as tmp:
-        server = start_server(Path(tmp), port, admin_password)
+        env = {**os.environ, "HOTLINE_ADMIN_PASSWORD": admin_password}
+        server = start_server(Path(tmp), f"sqlite:///{Path(tmp) / 'ws.db'}", port, env)
         try:
             wait_ready(base, server)
             cfg = await asyncio.to_thread(configure, base, admin_password, args)
@@ -294,12 +258,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             print((Path(tmp) / "server.log").read_text()[-3000:], file=sys.stderr)
             raise
         finally:
-            server.send_signal(signal.SIGTERM)
-            try:
-                server.wait(20)
-            except subprocess.TimeoutExpired:
-                server.kill()
-                server.wait()
+            stop_server(server, 20)
 
 
 async def measure(
@@ -376,11 +335,11 @@ def summarise(
                 "messages_per_s": (len(lat) + len(stats_lat)) / span,
                 "event_messages": len(lat),
                 "stats_messages": len(stats_lat),
-                "p50_ms": pct(lat, 50) * 1e3,
-                "p99_ms": pct(lat, 99) * 1e3,
+                "p50_ms": percentile(lat, 50) * 1e3,
+                "p99_ms": percentile(lat, 99) * 1e3,
                 "max_ms": (lat[-1] if lat else float("nan")) * 1e3,
-                "stats_p50_ms": pct(stats_lat, 50) * 1e3,
-                "stats_p99_ms": pct(stats_lat, 99) * 1e3,
+                "stats_p50_ms": percentile(stats_lat, 50) * 1e3,
+                "stats_p99_ms": percentile(stats_lat, 99) * 1e3,
             }
         )
     admins = args.clients - n_sup
