@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo sim test lint bench clean postgres
+.PHONY: demo sim test lint bench clean postgres telephony
 
 # mypyc needs a C compiler and the Python headers; install them from Debian if missing.
 PY_INCLUDE = $(shell $(PYTHON) -c 'import sysconfig; print(sysconfig.get_paths()["include"])')
@@ -35,7 +35,12 @@ PG_BIN = $(firstword $(wildcard /usr/lib/postgresql/*/bin))
 postgres:
 	@test -n "$(PG_BIN)" || { apt-get update && apt-get install -y postgresql; }
 
-test: $(VENV)/.installed postgres
+# Real SIP peers for the end-to-end telephony tests (SIPp and baresip from Debian).
+telephony:
+	@command -v sipp >/dev/null && command -v baresip >/dev/null || { \
+	  apt-get update && apt-get install -y sip-tester baresip-core; }
+
+test: $(VENV)/.installed postgres telephony
 	$(BIN)/ruff check src tests bench
 	$(BIN)/mypy
 	$(BIN)/pytest

@@ -48,6 +48,11 @@ SAMPLE = {
     "note": "备注",
     "number": "13800000000",
     "data": {"customer": "张伟"},
+    "contact": "sip:7001@10.0.0.5:5060",
+    "source": "10.0.0.5:5060",
+    "user_agent": "baresip v1.0.0",
+    "recording": "demo-bank/2026-11-23/c1.wav",
+    "duration": 61.5,
 }
 # Fields an event may lack; ``to_dict`` leaves them out when empty.
 OPTIONAL = {
@@ -58,6 +63,7 @@ OPTIONAL = {
     "call_closed": ("agent",),
     "call_transferred": ("to_agent",),
     "call_disposed": ("disposition", "note"),
+    "phone_registered": ("user_agent",),
 }
 
 
@@ -109,7 +115,7 @@ def test_store_keeps_events_in_order_with_cdrs_and_presence(db_url: str) -> None
     assert store.last_time(1) == 110.0
     assert store.presence(1) == {"a1": ("ready", None, 10.0)}
     # Only the call still in progress is open; tenants do not see each other's records.
-    assert store.open_calls(1) == [{"call": "c3", "queue": "q", "agent": None}]
+    assert store.open_calls(1) == [{"call": "c3", "queue": "q", "agent": None, "ended_at": None}]
     assert store.open_calls(2) == []
     # A second store over the same database continues the numbering.
     again = EventStore(engine)

@@ -51,6 +51,7 @@ class Server:
     def command(self) -> list[str]:
         args = [sys.executable, "-m", "hotline", "serve", "--demo"]
         args += ["--data-dir", str(self.data_dir), "--port", str(self.port)]
+        args += ["--sip", "127.0.0.1:0"]  # SIP on a free port: the demo's phones come up too
         return args + (["--db", self.db] if self.db else [])
 
     def env(self) -> dict[str, str]:
@@ -468,14 +469,15 @@ def test_acknowledged_events_survive_kill_9(
             stats = admin.get("/stats/realtime")
             assert stats.status_code == 200, stats.text
             now = stats.json()
-            assert set(now["queues"]) == {"general", "vip"}
+            assert set(now["queues"]) == {"general", "vip", "phone"}
             for queue in ("general", "vip"):
                 today = now["queues"][queue]["offered_today"]
                 assert today >= before["queues"][queue]["offered_today"]
             assert now["agents"]["senior-004"]["state"] == "not_ready"
             assert now["agents"]["night-001"]["state"] == "ready"
             sup = server.client(supervisor).get("/stats/realtime")
-            assert sup.status_code == 200 and set(sup.json()["queues"]) == {"general", "vip"}
+            assert sup.status_code == 200
+            assert set(sup.json()["queues"]) == {"general", "vip", "phone"}
             assert stream.wait_for(lambda m: m.get("type") == "queue_stats", 5) is not None
 
             answered = stream.wait_for(

@@ -570,6 +570,21 @@ class ACD:
                 self._set_state(now, other, READY, None)
         self._connect(now, call, agent)
 
+    def offer_failed(self, now: float, call_id: str, agent_id: str, reason: str) -> None:
+        """The agent's phone could not ring (busy, unregistered, unreachable). Like a RONA,
+        the agent is made not ready with ``reason`` so the next call does not try it again,
+        and the call goes on to the next agent, keeping its place."""
+        self._tick(now)
+        call = self._call(call_id)
+        agent = self._agent(agent_id)
+        if call.state != _RINGING or agent not in call.offered_to:
+            raise ACDError(f"call {call_id} is not ringing at agent {agent_id}")
+        call.offered_to = [a for a in call.offered_to if a is not agent]
+        self._cancel_offer(now, call, agent, reason)
+        self._set_state(now, agent, NOT_READY, reason)
+        if not call.offered_to:
+            self._requeue(now, call)
+
     def abandon(self, now: float, call_id: str) -> None:
         """The caller hung up (or, for a queued callback, no longer wants one)."""
         self._tick(now)

@@ -19,6 +19,7 @@ from hotline.events.types import (
     CallEnded,
     CallOverflowed,
     CallQueued,
+    CallRecorded,
     CallRejected,
     CallTransferred,
     Event,
@@ -84,6 +85,9 @@ class CdrFold:
             c: CallClosed = e  # type: ignore[assignment]
             self._outcome.pop(c.call, None)
             return c.call, {"ended_at": c.t, "outcome": "closed", "cause": c.cause}
+        if cls is CallRecorded:
+            rec: CallRecorded = e  # type: ignore[assignment]
+            return rec.call, {"recording": rec.recording}
         if cls is CallDisposed:
             d: CallDisposed = e  # type: ignore[assignment]
             return d.call, {"disposition": d.disposition, "note": d.note}

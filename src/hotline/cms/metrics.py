@@ -190,7 +190,7 @@ class _CallRecord:
 
 
 class _AgentRecord:
-    __slots__ = ("answered", "rona", "since", "state", "talk_time", "times")
+    __slots__ = ("answered", "phone_failures", "rona", "since", "state", "talk_time", "times")
 
     def __init__(self, t: float) -> None:
         self.state = "logged_out"
@@ -199,6 +199,7 @@ class _AgentRecord:
         self.answered = 0
         self.talk_time = 0.0
         self.rona = 0
+        self.phone_failures = 0
 
     def time_in(self, states: Iterable[str], now: float | None) -> float:
         total = sum(self.times.get(s, 0.0) for s in states)
@@ -396,6 +397,10 @@ class Metrics:
             agent = self._agents.get(e.agent)
             if agent is not None:
                 agent.rona += 1
+        elif e.reason.startswith("phone_"):
+            agent = self._agents.get(e.agent)
+            if agent is not None:
+                agent.phone_failures += 1
 
     # ------------------------------------------------------------------ reports
     def queue_ids(self) -> list[str]:
@@ -436,6 +441,7 @@ class Metrics:
                 "staffed_time": staffed,
                 "occupied_time": occupied,
                 "rona": a.rona,
+                "phone_failures": a.phone_failures,
             }
         return out
 
@@ -478,7 +484,10 @@ class Realtime:
         elif isinstance(e, OfferCancelled):
             left = self._ringing.get(e.call, 0) - 1
             self._ringing[e.call] = left
-            if left <= 0 and e.reason in ("no_answer", "agent_unavailable", "ring_timeout"):
+            if left <= 0 and (
+                e.reason in ("no_answer", "agent_unavailable", "ring_timeout")
+                or e.reason.startswith("phone_")
+            ):
                 self._wait(e.call, e.queue)
         elif isinstance(
             e, CallAnswered | CallAbandoned | CallRejected | CallbackFailed | CallClosed

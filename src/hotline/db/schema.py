@@ -16,6 +16,7 @@ from sqlalchemy import (
     Boolean,
     Float,
     ForeignKey,
+    ForeignKeyConstraint,
     Index,
     Integer,
     MetaData,
@@ -153,6 +154,63 @@ class BusinessHours(Base):
     holidays: Mapped[list[Any]] = mapped_column(default=list)
 
 
+class PhoneAccount(Base):
+    """An agent's SIP phone log-in. A phone registers with only a username and password, so the
+    username is unique across all tenants; it names the tenant. Only the digest HA1s are kept
+    (RFC 7616): they are what a registrar checks, and they work for no other realm."""
+
+    __tablename__ = "phone_accounts"
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "agent", name="uq_phone_accounts_tenant_agent"),
+        # Deleting the agent deletes its phone account.
+        ForeignKeyConstraint(
+            ["tenant_id", "agent"],
+            ["agents.tenant_id", "agents.code"],
+            name="fk_phone_accounts_agent_agents",
+            ondelete="CASCADE",
+        ),
+    )
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    agent: Mapped[str] = mapped_column(String(64))
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    ha1_md5: Mapped[str] = mapped_column(String(32))
+    ha1_sha256: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[float] = mapped_column(Float)
+    updated_at: Mapped[float] = mapped_column(Float)
+
+
+class Trunk(Base):
+    """A carrier or PBX that sends calls, known by its source addresses and/or digest
+    credentials (the username, when set, is unique across all tenants, like a phone's)."""
+
+    __tablename__ = "trunks"
+    __table_args__ = (UniqueConstraint("tenant_id", "code", name="uq_trunks_tenant_code"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    code: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(String(200), default="")
+    allow: Mapped[list[Any]] = mapped_column(default=list)  # CIDR strings, normalised
+    username: Mapped[str | None] = mapped_column(String(64), nullable=True, unique=True)
+    ha1_md5: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    ha1_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[float] = mapped_column(Float)
+
+
+class InboundRoute(Base):
+    """A dialled number (DID) and the queue its calls go to. The DID alone picks the tenant,
+    so it is unique across all tenants."""
+
+    __tablename__ = "inbound_routes"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    did: Mapped[str] = mapped_column(String(32), unique=True)
+    queue: Mapped[str] = mapped_column(String(64))
+    labels: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[float] = mapped_column(Float)
+
+
 class AuditEntry(Base):
     __tablename__ = "audit_log"
     __table_args__ = (Index("ix_audit_tenant_ts", "tenant_id", "ts"),)
@@ -216,6 +274,7 @@ class CallRecord(Base):
     disposition: Mapped[str | None] = mapped_column(String(64), nullable=True)
     note: Mapped[str | None] = mapped_column(Text, nullable=True)
     transferred_from: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    recording: Mapped[str | None] = mapped_column(String(255), nullable=True)  # under recordings/
 
 
 class AgentPresence(Base):

@@ -179,8 +179,9 @@ class EventStore:
         """CDRs without an outcome: calls that were in progress when the server stopped."""
         with self.engine.connect() as conn:
             rows = conn.execute(
-                select(CallRecord.call_id, CallRecord.final_queue, CallRecord.agent).where(
-                    CallRecord.tenant_id == tenant_id, CallRecord.outcome.is_(None)
-                )
+                select(
+                    CallRecord.call_id, CallRecord.final_queue, CallRecord.agent,
+                    CallRecord.ended_at,
+                ).where(CallRecord.tenant_id == tenant_id, CallRecord.outcome.is_(None))
             )
-            return [{"call": c, "queue": q, "agent": a} for c, q, a in rows]
+            return [{"call": c, "queue": q, "agent": a, "ended_at": e} for c, q, a, e in rows]

@@ -373,6 +373,47 @@ class CallDisposed(Event):
         self.note = note
 
 
+class PhoneRegistered(Event):
+    """An agent's SIP phone registered (``contact`` from ``source``; first binding only)."""
+
+    __slots__ = ("agent", "contact", "source", "user_agent")
+    fields: ClassVar[tuple[str, ...]] = ("t", "agent", "contact", "source", "user_agent")
+
+    def __init__(
+        self, t: float, agent: str, contact: str, source: str, user_agent: str | None = None
+    ) -> None:
+        self.t = t
+        self.agent = agent
+        self.contact = contact
+        self.source = source
+        self.user_agent = user_agent
+
+
+class PhoneUnregistered(Event):
+    """An agent's SIP phone is no longer reachable (``reason``: unregistered, expired...)."""
+
+    __slots__ = ("agent", "reason")
+    fields: ClassVar[tuple[str, ...]] = ("t", "agent", "reason")
+
+    def __init__(self, t: float, agent: str, reason: str) -> None:
+        self.t = t
+        self.agent = agent
+        self.reason = reason
+
+
+class CallRecorded(Event):
+    """A call's recording was saved (``recording``: its path in the recordings store)."""
+
+    __slots__ = ("call", "duration", "recording")
+    fields: ClassVar[tuple[str, ...]] = ("t", "call", "recording", "duration")
+
+    def __init__(self, t: float, call: str, recording: str, duration: float) -> None:
+        self.t = t
+        self.call = call
+        self.recording = recording
+        self.duration = duration
+
+
 _EVENT_CLASSES: tuple[type[Event], ...] = (
     CallArrived,
     CallQueued,
@@ -393,6 +434,9 @@ _EVENT_CLASSES: tuple[type[Event], ...] = (
     CallClosed,
     CallTransferred,
     CallDisposed,
+    PhoneRegistered,
+    PhoneUnregistered,
+    CallRecorded,
 )
 EVENT_NAMES: dict[type, str] = {
     cls: re.sub(r"(?<!^)(?=[A-Z])", "_", cls.__name__).lower() for cls in _EVENT_CLASSES

@@ -16,11 +16,12 @@ from fastapi import FastAPI
 from sqlalchemy import select
 from sqlalchemy.orm import sessionmaker
 
+from hotline.calls.switch import SwitchConfig
 from hotline.db.database import migrate, open_database
 from hotline.db.schema import Tenant
 from hotline.events.store import EventStore
 from hotline.server import problems
-from hotline.server.api import auth, config, control, realtime, reports
+from hotline.server.api import auth, config, control, realtime, reports, telephony
 from hotline.server.catalog import ensure_platform, tenant_setup
 from hotline.server.hub import Hub
 from hotline.server.live import LiveCenter
@@ -40,12 +41,21 @@ class Settings:
     admin_password: str | None = None  # first start only; generated and printed when absent
     demo_password: str | None = None
     stats_period: float = 1.0
+    sip: SwitchConfig | None = None  # None: no SIP (API and simulated traffic only)
+    recordings: Path | None = None  # default: "recordings" beside a SQLite database
     say: Callable[[str], None] = print  # where the one-time start-up notice goes
 
 
 def default_db_url(data_dir: Path) -> str:
     data_dir.mkdir(parents=True, exist_ok=True)
     return f"sqlite:///{(data_dir / 'hotline.db').resolve()}"
+
+
+def default_recordings(db_url: str) -> Path:
+    """Recordings live beside an SQLite database, else under ./data/recordings."""
+    if db_url.startswith("sqlite:///"):
+        return Path(db_url.removeprefix("sqlite:///")).parent / "recordings"
+    return Path("data") / "recordings"
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -59,6 +69,9 @@ def create_app(settings: Settings) -> FastAPI:
         hub = Hub()
         center.publishers.append(hub.publish)
         state = ServerState(engine=engine, sessions=sessions, center=center, hub=hub)
+        state.recordings = settings.recordings or default_recordings(settings.db_url)
+        if settings.sip is not None:
+            state.sip_realm = settings.sip.realm
         app.state.hotline = state
         app.state.login_hooks = []
         notice: list[str] = [f"Hotline is serving {settings.url}  (API: {settings.url}{API}/docs)"]
@@ -69,6 +82,7 @@ def create_app(settings: Settings) -> FastAPI:
                     f"  platform admin: tenant 'platform', user 'admin', password {generated}"
                 )
             demo_tenant = None
+            demo_phone_notice = None
             if settings.demo:
                 from hotline.server import demo
 
@@ -80,9 +94,44 @@ def create_app(settings: Settings) -> FastAPI:
                     shown = password if created else "(as printed when it was first created)"
                 notice.append(f"  demo tenant '{demo.SLUG}' ({demo.NAME}); password {shown}")
                 notice.append(f"    users: {', '.join(users[:4])}, agents {users[4]} … {users[-1]}")
+                if settings.sip is not None:
+                    created_phones = demo.ensure_phones(
+                        db, demo_tenant, password, settings.sip.realm
+                    )
+                    phone_password = (
+                        password if created_phones and not settings.demo_password else shown
+                    )
+                    phones = " or ".join(ext for _, ext in demo.PHONE_AGENTS)
+                    demo_phone_notice = (
+                        f"  phones: register {phones} (password {phone_password}) at "
+                        "{sip}; then call sip:" + demo.PHONE_DID + "@{sip} from any softphone "
+                        "on the local network and the registered phone rings"
+                    )
             for tenant in db.scalars(select(Tenant).order_by(Tenant.id)):
                 center.add_tenant(tenant_setup(db, tenant))
         await center.start()
+        switch = None
+        if settings.sip is not None:
+            from hotline.calls.switch import Switch
+
+            switch = Switch(center, sessions, state.recordings, settings.sip)
+            try:
+                await switch.start()
+            except OSError as err:
+                await center.stop()
+                raise SystemExit(
+                    f"cannot listen for SIP on {settings.sip.host}:{settings.sip.port}: "
+                    f"{err.strerror or err}"
+                ) from None
+            state.telephony = switch
+            if demo_phone_notice is not None:
+                notice.append(demo_phone_notice.format(
+                    sip=f"{settings.sip.advertised}:{switch.port}"))
+            notice.append(
+                f"  SIP: {settings.sip.advertised}:{switch.port} (UDP and TCP), "
+                f"realm '{settings.sip.realm}', RTP ports "
+                f"{settings.sip.rtp_ports[0]}-{settings.sip.rtp_ports[1]}"
+            )
         traffic = None
         if demo_tenant is not None:
             from hotline.server.demo import DemoTraffic
@@ -106,6 +155,8 @@ def create_app(settings: Settings) -> FastAPI:
             tick.cancel()
             if traffic is not None:
                 await traffic.stop()
+            if switch is not None:
+                await switch.stop()
             await center.stop()
             engine.dispose()
 
@@ -119,7 +170,7 @@ def create_app(settings: Settings) -> FastAPI:
         redoc_url=None,
     )
     problems.install(app)
-    for module in (auth, config, control, realtime, reports):
+    for module in (auth, config, control, realtime, reports, telephony):
         app.include_router(module.router, prefix=API)
 
     @app.get(f"{API}/health", tags=["health"])
@@ -127,11 +178,15 @@ def create_app(settings: Settings) -> FastAPI:
         center = app.state.hotline.center
         if center.failure is not None:
             raise problems.ApiError(503, "Service Unavailable", str(center.failure))
-        return {
+        out: dict[str, object] = {
             "status": "ok",
             "tenants": len(center.tenants),
             "events_stored": center.stored_events,
         }
+        switch = app.state.hotline.telephony
+        if switch is not None:
+            out.update(switch.stats())
+        return out
 
     return app
 
@@ -143,9 +198,15 @@ def serve(
     data_dir: Path,
     demo: bool,
     log_level: str = "info",
+    sip: SwitchConfig | None = None,
 ) -> None:
     import uvicorn
 
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(levelname)s:     %(name)s: %(message)s"))
+    hotline_log = logging.getLogger("hotline")
+    hotline_log.addHandler(handler)
+    hotline_log.setLevel(log_level.upper())
     url_host = "127.0.0.1" if host in ("0.0.0.0", "::") else host
     settings = Settings(
         db_url=db_url or default_db_url(data_dir),
@@ -154,6 +215,8 @@ def serve(
         admin_password=os.environ.get("HOTLINE_ADMIN_PASSWORD") or None,
         demo_password=os.environ.get("HOTLINE_DEMO_PASSWORD") or None,
         say=lambda text: print(text, file=sys.stdout, flush=True),
+        sip=sip,
+        recordings=data_dir / "recordings",
     )
 
     class Server(uvicorn.Server):

@@ -60,6 +60,9 @@ class TenantSettings(Model):
     timezone: str | None = None
     service_level: ServiceLevelSpec = ServiceLevelSpec()
     restore_agents: Literal["last_state", "logged_out"] = "last_state"
+    # Agents with a SIP phone are logged in (ready) when it registers and out when it stops:
+    # for centers where the phone is the agent's only tool.
+    phone_login: bool = False
 
     @field_validator("timezone")
     @classmethod

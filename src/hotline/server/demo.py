@@ -22,7 +22,18 @@ from sqlalchemy.orm import Session
 
 from hotline.acd.commands import Command, DialCallback, Offer
 from hotline.acd.engine import LOGGED_OUT, NOT_READY, ACDError
-from hotline.db.schema import Agent, Disposition, Queue, ReasonCode, Skill, Tenant, User
+from hotline.db.schema import (
+    Agent,
+    Disposition,
+    InboundRoute,
+    PhoneAccount,
+    Queue,
+    ReasonCode,
+    Skill,
+    Tenant,
+    Trunk,
+    User,
+)
 from hotline.events.types import CallAnswered, CallTransferred, Event
 from hotline.server.catalog import QueueIn, queue_settings
 from hotline.server.live import RESTART_REASON, LiveCenter
@@ -30,6 +41,7 @@ from hotline.server.live import Tenant as LiveTenant
 from hotline.server.security import Principal, hash_password
 from hotline.sim.distributions import Sampler, sampler
 from hotline.sim.scenario import Scenario, load_scenario, parse_clock
+from hotline.sip.digest import ha1
 
 log = logging.getLogger("hotline.demo")
 SLUG = "demo-bank"
@@ -49,6 +61,14 @@ DISPOSITIONS = {
 SKILLS = {"general": ("综合业务", "General banking"), "vip": ("贵宾服务", "VIP service")}
 STAFF = (("supervisor", "supervisor"), ("qa", "qa"), ("planner", "planner"), ("admin", "admin"))
 CUSTOMERS = ("张伟", "王芳", "李娜", "刘洋", "陈静", "Alice Chen", "Bob Smith", "赵磊", "孙丽")
+
+
+# Real phones: a queue only people on SIP phones serve (the simulated agents never get its
+# calls), two agents whose phones log them in, and a DID any softphone on the LAN may call.
+PHONE_QUEUE = "phone"
+PHONE_DID = "400"
+PHONE_AGENTS = (("phone-1", "7001"), ("phone-2", "7002"))
+LAN = ["127.0.0.0/8", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "::1/128", "fc00::/7"]
 
 
 def demo_scenario() -> Scenario:
@@ -128,6 +148,50 @@ def seed(db: Session, password: str) -> tuple[Tenant, list[str], bool]:
         )
     db.commit()
     return tenant, usernames, True
+
+
+def ensure_phones(db: Session, tenant: Tenant, password: str, realm: str) -> bool:
+    """Add the demo's phone queue, agents, SIP accounts, LAN trunk and DID when missing
+    (also to a demo created before telephony existed). True when they were created now."""
+    tid = tenant.id
+    if db.scalar(select(InboundRoute).where(InboundRoute.did == PHONE_DID)) is not None:
+        return False
+    now = time.time()
+    tenant.settings = {**(tenant.settings or {}), "phone_login": True}
+    if db.scalar(select(Skill).where(Skill.tenant_id == tid, Skill.code == "phone")) is None:
+        db.add(Skill(tenant_id=tid, code="phone", labels={"zh-CN": "电话坐席", "en": "Phone"}))
+    if db.scalar(select(Queue).where(Queue.tenant_id == tid, Queue.code == PHONE_QUEUE)) is None:
+        spec = QueueIn.model_validate({
+            "id": PHONE_QUEUE, "skills": {"phone": 1}, "wrap_up": 5, "ring_timeout": 15,
+            "labels": {"zh-CN": "电话演示", "en": "Phone demo"},
+        })
+        db.add(Queue(tenant_id=tid, code=PHONE_QUEUE, labels=spec.labels,
+                     settings=queue_settings(spec)))
+    for user in db.scalars(select(User).where(User.tenant_id == tid, User.role == "supervisor")):
+        if PHONE_QUEUE not in (user.queues or []):
+            user.queues = [*(user.queues or []), PHONE_QUEUE]
+    hashed = hash_password(password)
+    for code, extension in PHONE_AGENTS:
+        if db.scalar(select(Agent).where(Agent.tenant_id == tid, Agent.code == code)) is None:
+            user = User(tenant_id=tid, username=code, display_name=code, password_hash=hashed,
+                        role="agent", teams=[], queues=[], created_at=now)
+            db.add(user)
+            db.flush()
+            db.add(Agent(tenant_id=tid, code=code, user_id=user.id, display_name=code,
+                         extension=extension, team="A", skills={"phone": 1}))
+            db.flush()
+        db.add(PhoneAccount(
+            tenant_id=tid, agent=code, username=extension,
+            ha1_md5=ha1("MD5", extension, realm, password),
+            ha1_sha256=ha1("SHA-256", extension, realm, password),
+            created_at=now, updated_at=now,
+        ))
+    db.add(Trunk(tenant_id=tid, code="lan", name="Softphones on the local network",
+                 allow=LAN, active=True, created_at=now))
+    db.add(InboundRoute(tenant_id=tid, did=PHONE_DID, queue=PHONE_QUEUE,
+                        labels={"zh-CN": "演示热线", "en": "Demo hotline"}, created_at=now))
+    db.commit()
+    return True
 
 
 class DemoTraffic:

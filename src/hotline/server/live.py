@@ -31,6 +31,7 @@ from hotline.events.types import (
     CallClosed,
     CallOffered,
     Event,
+    WrapUpEnded,
 )
 
 log = logging.getLogger("hotline.live")
@@ -103,6 +104,11 @@ class Tenant:
             origin=self.day_start,
         )
 
+    def record(self, e: Event) -> None:
+        """Store an event the engine did not make (a phone registered, a recording saved)
+        with the engine's own, in order."""
+        self.acd.events.append(e)
+
     def observe(self, e: Event) -> None:
         """Fold an event into the live views (realtime board, today's KPIs)."""
         if e.t >= self.day_end:
@@ -126,6 +132,20 @@ class Tenant:
         for agent, row in snap["agents"].items():
             row["team"] = self.teams.get(agent)
         return snap
+
+
+def close_calls(open_calls: list[dict[str, Any]], t: float, cause: str) -> list[Event]:
+    """End the calls a stop found open. A call whose conversation had ended was in wrap-up:
+    it was answered, and only its after-call work is cut short; any other is closed."""
+    out: list[Event] = []
+    for call in open_calls:
+        ended = call.get("ended_at")
+        if ended is not None and call["agent"] is not None:
+            wrap = max(0.0, t - ended)
+            out.append(WrapUpEnded(t, call["call"], call["queue"], call["agent"], wrap))
+        else:
+            out.append(CallClosed(t, call["call"], call["queue"], cause, call["agent"]))
+    return out
 
 
 Listener = Callable[[Tenant, list[Event], list[Command]], None]
@@ -167,11 +187,8 @@ class LiveCenter:
                 tenant.last_call[e.agent] = e.call  # type: ignore[attr-defined]
         last_t = self.store.last_time(tenant.id)
         crash_t = min(now, last_t) if last_t is not None else now
-        recovered: list[Event] = []
-        for call in self.store.open_calls(tenant.id):
-            recovered.append(
-                CallClosed(crash_t, call["call"], call["queue"], RESTART_REASON, call["agent"])
-            )
+        recovered: list[Event] = close_calls(self.store.open_calls(tenant.id), crash_t,
+                                             RESTART_REASON)
         acd = tenant.acd
         relogin: list[tuple[str, str, str | None]] = []
         for agent, (state, reason, _since) in sorted(self.store.presence(tenant.id).items()):
@@ -223,10 +240,7 @@ class LiveCenter:
             # On the writer thread, after any write still in flight: one writer, in order.
             batch: list[tuple[int, list[Event]]] = []
             for tenant in self.tenants.values():
-                closing: list[Event] = [
-                    CallClosed(now, call["call"], call["queue"], "server_shutdown", call["agent"])
-                    for call in self.store.open_calls(tenant.id)
-                ]
+                closing = close_calls(self.store.open_calls(tenant.id), now, "server_shutdown")
                 if closing:
                     batch.append((tenant.id, closing))
             if batch:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Annotated
+from pathlib import Path
+from typing import Annotated, Any, Protocol
 
 from fastapi import Depends, Header, Request, WebSocket
 from sqlalchemy import Engine, select, update
@@ -18,6 +19,22 @@ from hotline.server.problems import ApiError, forbidden
 from hotline.server.security import LoginThrottle, Principal, digest
 
 
+class Telephony(Protocol):
+    """What the API asks of the SIP side (absent when the server runs without SIP)."""
+
+    def phone_status(self, username: str) -> list[dict[str, Any]]:
+        """The phone's current registrations (contact, source, user_agent, expires_in)."""
+        ...
+
+    def stats(self) -> dict[str, Any]:
+        """SIP and media counters for the health check."""
+        ...
+
+    async def reload(self) -> None:
+        """Re-read phone accounts, trunks and routes after the API changed them."""
+        ...
+
+
 @dataclass
 class ServerState:
     engine: Engine
@@ -25,6 +42,9 @@ class ServerState:
     center: LiveCenter
     hub: Hub
     throttle: LoginThrottle = field(default_factory=LoginThrottle)
+    sip_realm: str = "hotline"  # digest realm: phones' stored HA1s depend on it
+    recordings: Path | None = None  # where call recordings are written
+    telephony: Telephony | None = None
     _principals: dict[str, tuple[Principal, float]] = field(default_factory=dict)
 
     def forget_credentials(self) -> None:

@@ -20,6 +20,7 @@ from hotline.db.schema import (
     AuditEntry,
     BusinessHours,
     Disposition,
+    InboundRoute,
     Queue,
     ReasonCode,
     Skill,
@@ -61,6 +62,13 @@ router = APIRouter()
 def apply_live(state: ServerState, tenant_id: int, op: Callable[[LiveTenant, float], Any]) -> Any:
     """Run an operation on the tenant's live engine from a request worker thread."""
     return anyio.from_thread.run(state.center.submit, tenant_id, op)
+
+
+def telephony_changed(state: ServerState) -> None:
+    """Phone accounts, trunks or routes changed in the database: the SIP side re-reads them
+    (from a request worker thread, once the change is committed)."""
+    if state.telephony is not None:
+        anyio.from_thread.run(state.telephony.reload)
 
 
 def _check_skills(db: Session, tenant_id: int, used: dict[str, str]) -> None:
@@ -197,6 +205,7 @@ def delete_tenant(slug: str, caller: Caller, db: DB, state: State) -> None:
     audit(db, caller, "tenant.delete", slug)
     db.commit()
     state.forget_credentials()
+    telephony_changed(state)  # its phones, trunks and numbers went with it
 
 
 # ---------------------------------------------------------------------- users
@@ -499,6 +508,19 @@ def patch_queue(
 @router.delete("/queues/{code}", status_code=204, tags=["queue"])
 def delete_queue(code: str, caller: Admin, db: DB, state: State) -> None:
     row = _queue_row(db, caller.tenant_id, code)
+    dids = list(
+        db.scalars(
+            select(InboundRoute.did)
+            .where(InboundRoute.tenant_id == caller.tenant_id, InboundRoute.queue == code)
+            .order_by(InboundRoute.did)
+        )
+    )
+    if dids:
+        raise ApiError(
+            409,
+            "Conflict",
+            f"queue {code!r} takes the calls to {', '.join(dids)}: change those routes first",
+        )
     apply_live(state, caller.tenant_id, lambda t, now: t.acd.remove_queue(now, code))
     db.delete(row)
     audit(db, caller, "queue.delete", code)
@@ -604,9 +626,10 @@ def replace_agent(code: str, body: AgentIn, caller: Admin, db: DB, state: State)
 def delete_agent(code: str, caller: Admin, db: DB, state: State) -> None:
     row = _agent_row(db, caller.tenant_id, code)
     apply_live(state, caller.tenant_id, lambda t, now: t.acd.remove_agent(now, code))
-    db.delete(row)
+    db.delete(row)  # and its phone account (foreign key, on delete cascade)
     audit(db, caller, "agent.delete", code)
     db.commit()
+    telephony_changed(state)
 
 
 # ---------------------------------------------------------------------- audit log

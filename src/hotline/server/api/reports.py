@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Query
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
-from sqlalchemy import func, or_, select
+from sqlalchemy import ColumnElement, func, or_, select
 
 from hotline.cms.metrics import Metrics, ServiceLevelConfig, Tally
 from hotline.db.schema import Agent, CallRecord
@@ -204,6 +204,15 @@ async def agent_report(caller: Caller, state: State, query: Report) -> Any:
     return await run_in_threadpool(_respond, rows, query.format, "agents", AGENT_COLUMNS)
 
 
+def supervised_calls(caller: Principal) -> ColumnElement[bool]:
+    """The CDRs a supervisor may see: calls that ended in its queues, or that an agent of its
+    teams handled."""
+    team_agents = select(Agent.code).where(
+        Agent.tenant_id == caller.tenant_id, Agent.team.in_(sorted(caller.teams))
+    )
+    return or_(CallRecord.final_queue.in_(sorted(caller.queues)), CallRecord.agent.in_(team_agents))
+
+
 @router.get("/cdrs")
 def cdrs(
     caller: Caller,
@@ -219,7 +228,7 @@ def cdrs(
     page_size: int = Query(50, ge=1, le=1000),
 ) -> dict[str, Any]:
     """Call detail records, newest first. Agents see their own calls; supervisors those of
-    their queues and teams."""
+    their queues and teams. ``recording`` tells whether ``/calls/{id}/recording`` has one."""
     query = select(CallRecord).where(CallRecord.tenant_id == caller.tenant_id)
     if from_ is not None:
         query = query.where(CallRecord.arrived_at >= _when(from_, "from"))
@@ -236,14 +245,7 @@ def cdrs(
     if caller.role == "agent":
         query = query.where(CallRecord.agent == (caller.agent or ""))
     elif caller.role == "supervisor":
-        team_agents = select(Agent.code).where(
-            Agent.tenant_id == caller.tenant_id, Agent.team.in_(sorted(caller.teams))
-        )
-        query = query.where(
-            or_(
-                CallRecord.final_queue.in_(sorted(caller.queues)), CallRecord.agent.in_(team_agents)
-            )
-        )
+        query = query.where(supervised_calls(caller))
     total = db.scalar(select(func.count()).select_from(query.subquery()))
     rows = db.scalars(
         query.order_by(CallRecord.arrived_at.desc(), CallRecord.id.desc())
@@ -274,5 +276,8 @@ def cdrs(
         "total": total,
         "page": page,
         "page_size": page_size,
-        "items": [{f: getattr(r, f) for f in fields} for r in rows],
+        "items": [
+            {**{f: getattr(r, f) for f in fields}, "recording": r.recording is not None}
+            for r in rows
+        ],
     }

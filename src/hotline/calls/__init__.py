@@ -1,0 +1,1 @@
+"""Calls: the B2BUA joining callers and agents' phones, and the SIP directory it serves."""

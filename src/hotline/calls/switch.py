@@ -1,0 +1,800 @@
+"""The call switch: Hotline as a back-to-back user agent between callers and agents' phones.
+
+It is the SIP stack's transaction user and one of the live center's drivers. A caller's INVITE
+(from a trunk, or an authenticated phone) is answered at once, hears music on hold and becomes
+an ACD call; the ACD's ``Offer`` makes the switch INVITE the agent's registered phone; the
+phone's 200 is reported as the agent's answer, and only when the ACD accepts it are the two
+legs bridged and recorded. Either side's BYE ends the call for both; the ACD's own decisions
+(RONA, a supervisor's hang-up, a transfer) come back as commands and events and are carried
+out on the SIP side. Every ACD input goes through ``LiveCenter.submit`` in the order it
+happened, so the record and the calls never disagree.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from hotline.acd.commands import CancelOffer, Command, DialCallback, Offer, Reject
+from hotline.acd.engine import LOGGED_OUT, ACDError
+from hotline.calls.directory import Directory
+from hotline.events.types import (
+    CallAbandoned,
+    CallClosed,
+    CallEnded,
+    CallRecorded,
+    CallRejected,
+    CallTransferred,
+    Event,
+    PhoneRegistered,
+    PhoneUnregistered,
+)
+from hotline.media.engine import Leg, MediaEngine, Sound, builtin_music
+from hotline.media.recorder import StereoRecorder
+from hotline.media.wav import load_prompt
+from hotline.server.live import LiveCenter, Tenant
+from hotline.sip import sdp
+from hotline.sip.dialog import Dialog, request_dialog_key
+from hotline.sip.digest import DigestServer
+from hotline.sip.guard import SourceGuard
+from hotline.sip.message import Headers, Request, Response, SipError, parse_name_addr, parse_uri
+from hotline.sip.registrar import Binding, Registrar
+from hotline.sip.transaction import (
+    AckReceived,
+    AckTimeout,
+    Address,
+    CancelReceived,
+    ClientTransaction,
+    RequestReceived,
+    ResponseReceived,
+    ServerTransaction,
+    TransactionTimeout,
+    TUEvent,
+)
+from hotline.sip.transport import SipStack
+
+log = logging.getLogger("hotline.calls")
+ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, INFO"
+BUSY = {486, 600, 603}
+
+
+@dataclass
+class CallLeg:
+    media: Leg
+    dialog: Dialog | None = None
+    up: bool = False  # confirmed and not yet ended
+    invite: ClientTransaction | None = None  # our INVITE to an agent, while it rings
+    cancelled: bool = False
+    sdp_session: int = 0
+    sdp_version: int = 1
+    local_sdp: bytes = b""
+
+
+@dataclass
+class SipCall:
+    id: str  # the ACD's call id (changes when the call is transferred to a new segment)
+    tenant_id: int
+    caller: CallLeg
+    server_tx: ServerTransaction
+    agent_id: str | None = None
+    agent: CallLeg | None = None
+    recorder: StereoRecorder | None = None
+    recording: str | None = None  # relative path
+    recorded_at: float = 0.0
+    ended: bool = False
+    digits: list[str] = field(default_factory=list)
+
+
+@dataclass
+class SwitchConfig:
+    host: str = "0.0.0.0"
+    port: int = 5060
+    advertised: str = "127.0.0.1"
+    rtp_ports: tuple[int, int] = (20000, 29999)
+    realm: str = "hotline"
+    record: bool = True
+    # What we challenge with (answers with either are always checked). RFC 8760's SHA-256
+    # challenge is opt-in: common phones (e.g. baresip 1.0's libre) refuse a whole 401 that
+    # lists an algorithm they lack instead of picking the MD5 one.
+    digest_algorithms: tuple[str, ...] = ("MD5",)
+    music: Path | None = None  # music on hold (any WAV); None: the built-in chimes
+
+
+class Switch:
+    def __init__(self, center: LiveCenter, sessions: sessionmaker[Session],
+                 recordings: Path, config: SwitchConfig, secret: bytes | None = None) -> None:
+        self.center = center
+        self.sessions = sessions
+        self.recordings = recordings
+        self.config = config
+        self.guard = SourceGuard()
+        self.stack = SipStack(config.host, config.port, config.advertised, self.guard,
+                              self.on_sip)
+        self.media = MediaEngine(config.host if config.host != "0.0.0.0" else "0.0.0.0",
+                                 config.rtp_ports)
+        self.digest = DigestServer(config.realm, secret or secrets.token_bytes(32),
+                                   algorithms=config.digest_algorithms)
+        self.registrar = Registrar()
+        self.directory = Directory()
+        self.music = Sound.from_pcm(
+            "music", load_prompt(config.music) if config.music else builtin_music())
+        self.calls: dict[str, SipCall] = {}  # ACD call id -> call
+        self.dialogs: dict[tuple[str, str, str], tuple[SipCall, str]] = {}  # -> (call, role)
+        self._tasks: set[asyncio.Task[Any]] = set()
+        # recordings are opened, written and closed on their own thread, in order
+        self.disk = ThreadPoolExecutor(max_workers=1, thread_name_prefix="recordings")
+        self._expiry: asyncio.TimerHandle | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+    async def start(self) -> None:
+        await self.reload()
+        await self.media.start()
+        await self.stack.start()
+        self.center.listeners.append(self.on_batch)
+        self._schedule_expiry()
+
+    async def stop(self) -> None:
+        with contextlib.suppress(ValueError):
+            self.center.listeners.remove(self.on_batch)
+        for call in list(self.calls.values()):
+            self._release(call, "server_shutdown")
+        self.stack.flush()
+        if self._tasks:  # the ACD inputs and recordings of those calls, while the center runs
+            await asyncio.wait(list(self._tasks), timeout=3.0)
+        for task in list(self._tasks):
+            task.cancel()
+        if self._expiry is not None:
+            self._expiry.cancel()
+        await self.stack.stop()
+        await self.media.stop()
+        await asyncio.get_running_loop().run_in_executor(None, self.disk.shutdown)
+
+    async def reload(self) -> None:
+        def load() -> Directory:
+            with self.sessions() as db:
+                return Directory.load(db)
+
+        self.directory = await asyncio.to_thread(load)
+        self.guard.trusted = set(self.directory.trusted_hosts)
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "sip": {
+                "calls": len(self.calls),
+                "registered_phones": len(self.registrar.bindings),
+                "messages": self.stack.received_messages,
+                "bad_messages": self.stack.bad_messages,
+                "dropped": self.guard.dropped,
+                "banned_addresses": len(self.guard.banned),
+            },
+            "media": self.media.stats(),
+        }
+
+    @property
+    def port(self) -> int:
+        return self.stack.port
+
+    def phone_status(self, username: str) -> list[dict[str, Any]]:
+        now = self.stack.now()
+        return [
+            {
+                "contact": b.contact,
+                "source": f"{b.source[0]}:{b.source[1]}",
+                "transport": b.transport,
+                "user_agent": b.user_agent,
+                "expires_in": round(b.expires_at - now),
+            }
+            for b in self.registrar.lookup(username, now)
+        ]
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("call task failed", exc_info=task.exception())
+
+    def _submit(self, tenant_id: int, op: Callable[[Tenant, float], Any],
+                then: Callable[[Any], None] | None = None,
+                failed: Callable[[BaseException], None] | None = None) -> None:
+        """Queue an ACD input now (so inputs keep their order) and react when it is stored."""
+
+        async def run() -> None:
+            try:
+                result = await self.center.submit(tenant_id, op)
+            except (ACDError, KeyError) as err:
+                if failed is not None:
+                    failed(err)
+                return
+            if then is not None:
+                then(result)
+
+        self._spawn(run())
+
+    # ------------------------------------------------------------------ SIP events
+    def on_sip(self, event: TUEvent) -> None:
+        if isinstance(event, RequestReceived):
+            self._request(event)
+        elif isinstance(event, ResponseReceived):
+            self._response(event.response, event.tx)
+        elif isinstance(event, CancelReceived):
+            self._cancelled(event.tx)
+        elif isinstance(event, TransactionTimeout):
+            self._timeout(event.tx)
+        elif isinstance(event, AckTimeout):  # the caller never confirmed our answer
+            for call in list(self.calls.values()):
+                if call.server_tx is event.tx:
+                    call.caller.up = False
+                    self._caller_gone(call)
+                    break
+        elif isinstance(event, AckReceived):
+            pass  # the dialog is confirmed; nothing waits for it
+
+    def _request(self, ev: RequestReceived) -> None:
+        req = ev.request
+        method = req.method
+        if method == "REGISTER":
+            self._register(ev)
+        elif method == "INVITE":
+            to_tag = parse_name_addr(req.headers.get("To") or "").tag
+            if to_tag:
+                self._reinvite(ev)
+            else:
+                self._invite(ev)
+        elif method == "BYE":
+            self._bye(ev)
+        elif method == "OPTIONS":
+            self.stack.reply(ev.tx, 200, headers=[("Allow", ALLOW), ("Accept", "application/sdp")])
+        elif method == "INFO":
+            self.stack.reply(ev.tx, 200)
+        elif method in ("SUBSCRIBE", "NOTIFY", "PUBLISH", "MESSAGE", "REFER", "UPDATE", "PRACK"):
+            self.stack.reply(ev.tx, 405, headers=[("Allow", ALLOW)])
+        else:
+            self.stack.reply(ev.tx, 501, headers=[("Allow", ALLOW)])
+
+    # ------------------------------------------------------------------ authentication
+    def _authenticate(self, ev: RequestReceived, header: str, challenge_status: int) -> str | None:
+        """The authenticated username, or None once the request has been answered."""
+        req = ev.request
+        now = time.time()
+        value = req.headers.get(header)
+        challenge = "WWW-Authenticate" if challenge_status == 401 else "Proxy-Authenticate"
+        if value is None:
+            self.stack.reply(ev.tx, challenge_status,
+                             headers=[(challenge, c) for c in self.digest.challenge(now)])
+            return None
+        verdict = self.digest.verify(value, req.method, self.directory.ha1, now)
+        if verdict.outcome == "ok" and not _same_target(verdict.uri, req.uri):
+            # a valid answer computed for another request (RFC 7616 §3.4.6): a replay
+            self.stack.reply(ev.tx, 400, "Authorization For Another URI")
+            return None
+        if verdict.outcome == "ok" and verdict.username is not None:
+            self.guard.auth_succeeded(ev.source[0])
+            return verdict.username
+        if verdict.outcome == "stale":
+            self.stack.reply(ev.tx, challenge_status,
+                             headers=[(challenge, c) for c in self.digest.challenge(now, True)])
+            return None
+        if verdict.outcome == "malformed":
+            self.stack.reply(ev.tx, 400, "Bad Authorization")
+            return None
+        banned = self.guard.auth_failed(ev.source[0], self.stack.now())
+        log.warning("SIP authentication failed for %r from %s (%s)%s", verdict.username,
+                    ev.source[0], verdict.outcome, "; address banned" if banned else "")
+        self.stack.reply(ev.tx, 403, "Forbidden")
+        return None
+
+    # ------------------------------------------------------------------ registrar
+    def _register(self, ev: RequestReceived) -> None:
+        req = ev.request
+        username = self._authenticate(ev, "Authorization", 401)
+        if username is None:
+            return
+        account = self.directory.accounts.get(username)
+        to_user = parse_uri(parse_name_addr(req.headers.get("To") or "").uri).user
+        if account is None or account.agent is None or to_user != username:
+            self.stack.reply(ev.tx, 403, "Not Your Address")
+            return
+        now = self.stack.now()
+        transport = "TCP" if ev.conn is not None else "UDP"
+        try:
+            outcome = self.registrar.register(username, req, ev.source, now, ev.conn, transport)
+        except SipError as err:
+            self.stack.reply(ev.tx, err.status, str(err)[:60])
+            return
+        if outcome.status == 423:
+            self.stack.reply(ev.tx, 423, headers=[("Min-Expires", str(outcome.min_expires))])
+            return
+        if outcome.status != 200:
+            self.stack.reply(ev.tx, outcome.status)
+            return
+        headers = [
+            ("Contact", f"<{b.contact}>;expires={max(0, round(b.expires_at - now))}")
+            for b in outcome.contacts
+        ]
+        headers.append(("Date", time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime())))
+        self.stack.reply(ev.tx, 200, headers=headers)
+        self._schedule_expiry()
+        if outcome.changed:
+            self._phone_changed(account.tenant_id, account.agent, username, outcome.contacts,
+                                "unregistered")
+        self._refresh_trust()
+
+    def _phone_changed(self, tenant_id: int, agent: str, username: str,
+                       contacts: list[Any], reason: str) -> None:
+        wall = time.time()
+        if contacts:
+            b = contacts[0]
+            event: Event = PhoneRegistered(wall, agent, b.contact, f"{b.source[0]}:{b.source[1]}",
+                                           b.user_agent or None)
+        else:
+            event = PhoneUnregistered(wall, agent, reason)
+        log.info("phone %s (agent %s) %s", username, agent,
+                 "registered" if contacts else reason)
+        login = tenant_id in self.directory.phone_login
+
+        def op(t: Tenant, now: float) -> None:
+            t.record(_at(event, now))
+            if not login or not t.acd.has_agent(agent):
+                return
+            state, _ = t.acd.agent_state(agent)
+            if contacts and state == LOGGED_OUT:
+                t.acd.login(now, agent, ready=True)
+            elif not contacts and state != LOGGED_OUT:  # after the call, if on one
+                t.acd.logout(now, agent, "phone_" + reason)
+
+        self._submit(tenant_id, op)
+
+    def _refresh_trust(self) -> None:
+        now = self.stack.now()
+        hosts: dict[str, int] = {}
+        for aor in list(self.registrar.bindings):
+            for b in self.registrar.lookup(aor, now):
+                hosts[b.source[0]] = hosts.get(b.source[0], 0) + 1
+        self.guard.registered = hosts
+
+    def _schedule_expiry(self) -> None:
+        when = self.registrar.next_expiry()
+        if when is None or self.stack.loop is None:
+            return
+        if self._expiry is not None:
+            self._expiry.cancel()
+        self._expiry = self.stack.loop.call_at(when + 0.01, self._expire)
+
+    def _expire(self) -> None:
+        self._expiry = None
+        for username in self.registrar.expire(self.stack.now()):
+            account = self.directory.accounts.get(username)
+            if account is not None and account.agent is not None:
+                self._phone_changed(account.tenant_id, account.agent, username, [], "expired")
+        self._refresh_trust()
+        self._schedule_expiry()
+
+    # ------------------------------------------------------------------ inbound calls
+    def _invite(self, ev: RequestReceived) -> None:
+        req = ev.request
+        trunk = self.directory.trunk_for(ev.source[0])
+        if trunk is not None:
+            tenant_id = trunk.tenant_id
+            origin = {"trunk": trunk.code}
+        else:
+            username = self._authenticate(ev, "Proxy-Authorization", 407)
+            if username is None:
+                return
+            account = self.directory.accounts[username]
+            tenant_id = account.tenant_id
+            origin = {"trunk": account.trunk} if account.trunk else {"phone": username}
+        did = parse_uri(req.uri).user or ""
+        route = self.directory.routes.get(did)
+        if route is None or route[0] != tenant_id:
+            self.stack.reply(ev.tx, 404, "No Such Number")
+            return
+        if not req.body:
+            self.stack.reply(ev.tx, 488, "Offer Required")
+            return
+        try:
+            offer = sdp.parse(req.body)
+        except sdp.SdpError as err:
+            self.stack.reply(ev.tx, 488, headers=[("Warning", f'399 hotline "{err}"')])
+            return
+        self._spawn(self._answer_caller(ev, tenant_id, route[1], offer, did, origin))
+
+    async def _answer_caller(self, ev: RequestReceived, tenant_id: int, queue: str,
+                             offer: sdp.SessionDescription, did: str,
+                             origin: dict[str, str]) -> None:
+        req = ev.request
+        try:
+            leg = await self.media.open_leg()
+        except RuntimeError:
+            self.stack.reply(ev.tx, 503, "Out Of Media Ports")
+            return
+        session = secrets.randbits(31)
+        try:
+            answer, neg = sdp.answer(offer, self.config.advertised, leg.port, session_id=session)
+        except sdp.SdpError as err:
+            leg.close()
+            self.stack.reply(ev.tx, 488, headers=[("Warning", f'399 hotline "{err}"')])
+            return
+        if ev.tx.state != "proceeding":  # cancelled while we opened the port
+            leg.close()
+            return
+        leg.configure((neg.remote_address, neg.remote_port), neg.codec, neg.payload_type,
+                      neg.dtmf_payload_type, neg.sends)
+        tag = self.stack.layer.new_tag()
+        contact = f"<sip:{did}@{self.config.advertised}:{self.stack.port}>"
+        dialog = Dialog.as_uas(req, tag, contact, ev.source, ev.conn)
+        call_id = self.center.new_call_id()
+        body = sdp.serialise(answer)
+        call = SipCall(call_id, tenant_id, CallLeg(leg, dialog, True, sdp_session=session,
+                                                    local_sdp=body), ev.tx)
+        leg.listen_for_digits(call.digits.append)
+        self.calls[call_id] = call
+        self.dialogs[(dialog.call_id, tag, dialog.remote_tag or "")] = (call, "caller")
+        self.stack.reply(ev.tx, 200, to_tag=tag, body=body, content_type="application/sdp",
+                         headers=[("Contact", contact), ("Allow", ALLOW)])
+        leg.play(self.music)
+        caller = parse_name_addr(req.headers.get("From") or "")
+        try:
+            number = parse_uri(caller.uri).user
+        except SipError:
+            number = None
+        data: dict[str, Any] = {"did": did, **origin}
+        if caller.display:
+            data["name"] = caller.display
+        self._submit(tenant_id, lambda t, now: t.acd.call_arrived(
+            now, call_id, queue, data=data, number=number))
+
+    # ------------------------------------------------------------------ ACD commands & events
+    def on_batch(self, tenant: Tenant, events: list[Event], commands: list[Command]) -> None:
+        for cmd in commands:
+            call = self.calls.get(cmd.call)
+            if call is None or call.tenant_id != tenant.id:
+                continue  # not a SIP call (the demo's simulated callers)
+            if type(cmd) is Offer:
+                self._offer(call, cmd.agent)  # type: ignore[attr-defined]
+            elif type(cmd) is CancelOffer:
+                self._cancel_offer(call, cmd.agent)  # type: ignore[attr-defined]
+            elif type(cmd) is Reject:
+                self._release(call, "rejected")
+            elif type(cmd) is DialCallback:  # callbacks to SIP callers come with outbound calls
+                self._submit(tenant.id, _callback_failed(cmd.call))
+        for e in events:
+            cls = type(e)
+            if cls is CallTransferred:
+                call = self.calls.pop(e.call, None)  # type: ignore[attr-defined]
+                if call is not None:
+                    call.id = e.to_call  # type: ignore[attr-defined]
+                    self.calls[call.id] = call
+                    self._end_agent_leg(call)
+                    call.caller.media.play(self.music)
+            elif cls in (CallEnded, CallAbandoned, CallClosed, CallRejected):
+                call = self.calls.get(e.call)  # type: ignore[attr-defined]
+                if call is not None and not call.ended:
+                    self._release(call, "ended")
+
+    def _offer(self, call: SipCall, agent: str) -> None:
+        username = self.directory.phones.get((call.tenant_id, agent))
+        now = self.stack.now()
+        bindings = self.registrar.lookup(username, now) if username else []
+        if not bindings:
+            self._offer_failed(call, agent, "phone_unregistered")
+            return
+        self._spawn(self._ring(call, agent, username or "", bindings[0]))
+
+    async def _ring(self, call: SipCall, agent: str, username: str, binding: Any) -> None:
+        try:
+            leg = await self.media.open_leg()
+        except RuntimeError:
+            self._offer_failed(call, agent, "phone_unreachable")
+            return
+        if call.ended:
+            leg.close()
+            return
+        session = secrets.randbits(31)
+        offer = sdp.offer(self.config.advertised, leg.port, session_id=session)
+        body = sdp.serialise(offer)
+        caller_number = call.caller.dialog.remote.uri if call.caller.dialog else ""
+        try:
+            number = parse_uri(caller_number).user or "anonymous"
+        except SipError:
+            number = "anonymous"
+        host = f"{self.config.advertised}:{self.stack.port}"
+        h = Headers()
+        h.add("From", f'"{number}" <sip:{number}@{host}>;tag={self.stack.layer.new_tag()}')
+        h.add("To", f"<sip:{username}@{host}>")
+        h.add("Call-ID", f"{secrets.token_hex(12)}@{self.config.advertised}")
+        h.add("CSeq", "1 INVITE")
+        h.add("Contact", f"<sip:hotline@{host}>")
+        h.add("Allow", ALLOW)
+        h.add("X-Hotline-Call", call.id)
+        h.add("Content-Type", "application/sdp")
+        invite = Request("INVITE", binding.contact, h, body)
+        agent_leg = CallLeg(leg, sdp_session=session, local_sdp=body)
+        call.agent_id = agent
+        call.agent = agent_leg
+        target = phone_address(binding)
+        agent_leg.invite = self.stack.request(invite, target, binding.conn)
+        agent_leg.invite.user = (call, agent, offer, target, binding.conn)
+
+    def _cancel_offer(self, call: SipCall, agent: str) -> None:
+        leg = call.agent
+        if leg is None or call.agent_id != agent or leg.up:
+            return
+        leg.cancelled = True
+        if leg.invite is not None:
+            self.stack.cancel(leg.invite)
+
+    def _offer_failed(self, call: SipCall, agent: str, reason: str) -> None:
+        log.info("call %s: agent %s's phone failed (%s)", call.id, agent, reason)
+        if call.agent_id == agent and call.agent is not None and not call.agent.up:
+            call.agent.media.close()
+            call.agent = None
+            call.agent_id = None
+        call_id = call.id
+        self._submit(call.tenant_id,
+                     lambda t, now: t.acd.offer_failed(now, call_id, agent, reason))
+
+    def _response(self, resp: Response, tx: ClientTransaction) -> None:
+        if tx.method != "INVITE" or tx.user is None:
+            return
+        call, agent, offer, target, conn = tx.user
+        status = resp.status
+        if status < 200:
+            return
+        leg = call.agent if call.agent_id == agent else None
+        if status >= 300:
+            if leg is not None and leg.invite is tx:
+                leg.invite = None
+                if leg.cancelled or status == 487:
+                    leg.media.close()
+                    call.agent, call.agent_id = None, None
+                    return
+                reason = "phone_busy" if status in BUSY else (
+                    "phone_unregistered" if status in (404, 410, 480) else "phone_unreachable")
+                self._offer_failed(call, agent, reason)
+            return
+        # 2xx: always ACK (even one we no longer want, which we then BYE)
+        if leg is not None and leg.dialog is not None:
+            return  # a retransmitted 2xx: the transaction layer has resent our ACK
+        dialog = Dialog.as_uac(tx.request, resp, target, conn)
+        self.stack.ack(tx, dialog.ack(tx.request.cseq[0]))
+        if leg is None or leg.invite is not tx or leg.cancelled or call.ended:
+            self._send_bye(dialog)
+            return
+        leg.invite = None
+        leg.dialog = dialog
+        leg.up = True
+        self.dialogs[(dialog.call_id, dialog.local_tag or "", dialog.remote_tag or "")] = (
+            call, "agent")
+        try:
+            neg = sdp.negotiated_from_answer(offer, sdp.parse(resp.body))
+        except sdp.SdpError as err:
+            log.warning("agent %s's phone answered with unusable SDP: %s", agent, err)
+            self._end_agent_leg(call)
+            self._offer_failed(call, agent, "phone_unreachable")
+            return
+        leg.media.configure((neg.remote_address, neg.remote_port), neg.codec, neg.payload_type,
+                            neg.dtmf_payload_type, neg.sends)
+        call_id = call.id
+
+        def answered(_: Any) -> None:
+            if call.ended or call.agent is not leg:
+                return
+            self._connect(call)
+
+        def refused(err: BaseException) -> None:
+            log.info("call %s: answer by %s refused (%s)", call_id, agent, err)
+            if call.agent is leg:
+                self._end_agent_leg(call)
+
+        self._submit(call.tenant_id, lambda t, now: t.acd.answer(now, call_id, agent),
+                     answered, refused)
+
+    def _connect(self, call: SipCall) -> None:
+        assert call.agent is not None
+        recorder = None
+        if self.config.record:
+            slug = self.directory.tenant_slugs.get(call.tenant_id, str(call.tenant_id))
+            day = time.strftime("%Y-%m-%d")
+            relative = f"{slug}/{day}/{call.id}.wav"
+            recorder = StereoRecorder(self.recordings / relative, io=self.disk)
+            call.recorder = recorder
+            call.recording = relative
+            call.recorded_at = time.time()
+        self.media.bridge(call.caller.media, call.agent.media, recorder)
+
+    def _timeout(self, tx: ClientTransaction) -> None:
+        if tx.method != "INVITE" or tx.user is None:
+            return
+        call, agent = tx.user[:2]
+        leg = call.agent
+        if leg is not None and leg.invite is tx:
+            leg.invite = None
+            if leg.cancelled:
+                leg.media.close()
+                call.agent, call.agent_id = None, None
+            else:
+                self._offer_failed(call, agent, "phone_unreachable")
+
+    def _cancelled(self, tx: ServerTransaction) -> None:
+        """The caller cancelled before our 200 (we answer at once, so this is rare)."""
+        self.stack.reply(tx, 487)
+
+    # ------------------------------------------------------------------ in-dialog requests
+    def _reinvite(self, ev: RequestReceived) -> None:
+        found = self.dialogs.get(request_dialog_key(ev.request))
+        if found is None:
+            self.stack.reply(ev.tx, 481)
+            return
+        call, role = found
+        leg = call.caller if role == "caller" else call.agent
+        if leg is None or leg.dialog is None or not leg.dialog.accepts(ev.request):
+            self.stack.reply(ev.tx, 500, "Out Of Order", headers=[("Retry-After", "1")])
+            return
+        body = leg.local_sdp
+        if ev.request.body:
+            try:
+                answer, neg = sdp.answer(sdp.parse(ev.request.body), self.config.advertised,
+                                         leg.media.port, session_id=leg.sdp_session,
+                                         session_version=leg.sdp_version + 1)
+            except sdp.SdpError as err:
+                self.stack.reply(ev.tx, 488, headers=[("Warning", f'399 hotline "{err}"')])
+                return
+            leg.sdp_version += 1
+            body = leg.local_sdp = sdp.serialise(answer)
+            leg.media.configure((neg.remote_address, neg.remote_port), neg.codec,
+                                neg.payload_type, neg.dtmf_payload_type, neg.sends)
+        self.stack.reply(ev.tx, 200, body=body, content_type="application/sdp",
+                         headers=[("Contact", leg.dialog.local_contact)])
+
+    def _send_bye(self, dialog: Dialog) -> None:
+        self.stack.request(dialog.request("BYE"), dialog.peer, dialog.conn)
+
+    def _bye(self, ev: RequestReceived) -> None:
+        found = self.dialogs.pop(request_dialog_key(ev.request), None)
+        if found is None:
+            self.stack.reply(ev.tx, 481)
+            return
+        self.stack.reply(ev.tx, 200)
+        call, role = found
+        if role == "caller":
+            call.caller.up = False
+            self._caller_gone(call)
+        else:
+            if call.agent is not None:
+                call.agent.up = False
+            self._agent_gone(call)
+
+    def _caller_gone(self, call: SipCall) -> None:
+        call_id = call.id
+
+        def op(t: Tenant, now: float) -> None:
+            info = t.acd.call_info(call_id)
+            if info is None:
+                return
+            if info["state"] in ("waiting", "ringing"):
+                t.acd.abandon(now, call_id)
+            elif info["state"] == "connected":
+                t.acd.hangup(now, call_id)
+
+        self._submit(call.tenant_id, op)
+        self._release(call, "caller_hung_up")
+
+    def _agent_gone(self, call: SipCall) -> None:
+        call_id = call.id
+
+        def op(t: Tenant, now: float) -> None:
+            info = t.acd.call_info(call_id)
+            if info is not None and info["state"] == "connected":
+                t.acd.hangup(now, call_id)
+
+        self._submit(call.tenant_id, op)
+        self._release(call, "agent_hung_up")
+
+    # ------------------------------------------------------------------ teardown
+    def _end_agent_leg(self, call: SipCall) -> None:
+        leg = call.agent
+        if leg is None:
+            return
+        call.agent, call.agent_id = None, None
+        self.media.unbridge(leg.media)
+        self._finish_recording(call)
+        if leg.dialog is not None:
+            self.dialogs.pop(
+                (leg.dialog.call_id, leg.dialog.local_tag or "", leg.dialog.remote_tag or ""),
+                None,
+            )
+            if leg.up:
+                leg.up = False
+                self._send_bye(leg.dialog)
+        elif leg.invite is not None:
+            leg.cancelled = True
+            self.stack.cancel(leg.invite)
+        leg.media.close()
+
+    def _release(self, call: SipCall, cause: str) -> None:
+        """End both legs (BYE whoever is still up) and free the call's media."""
+        if call.ended:
+            return
+        call.ended = True
+        self.calls.pop(call.id, None)
+        self._end_agent_leg(call)
+        caller = call.caller
+        if caller.dialog is not None:
+            self.dialogs.pop(
+                (caller.dialog.call_id, caller.dialog.local_tag or "",
+                 caller.dialog.remote_tag or ""), None,
+            )
+            if caller.up:
+                caller.up = False
+                self._send_bye(caller.dialog)
+        caller.media.close()
+        if call.digits:
+            log.debug("call %s: caller keyed %s", call.id, "".join(call.digits))
+        log.info("call %s released (%s)", call.id, cause)
+
+    def _finish_recording(self, call: SipCall) -> None:
+        recorder, relative = call.recorder, call.recording
+        if recorder is None or relative is None:
+            return
+        call.recorder = None
+        call.recording = None
+        written = recorder.close()
+        event = CallRecorded(time.time(), call.id, relative, round(recorder.duration, 3))
+        tenant_id = call.tenant_id
+
+        async def saved() -> None:
+            if written is not None:
+                await asyncio.wrap_future(written)
+            if not recorder.failed:  # the CDR links only a recording that exists
+                self._submit(tenant_id, lambda t, now: t.record(_at(event, now)))
+
+        self._spawn(saved())
+
+
+def phone_address(binding: Binding) -> Address:
+    """Where to send a registered phone's calls: its Contact when it names the address the
+    REGISTER came from (the phone knows where it listens), else that source address (a NAT
+    rewrote it, and only the mapping the REGISTER opened reaches the phone)."""
+    if binding.conn is None:
+        try:
+            uri = parse_uri(binding.contact)
+        except SipError:
+            return binding.source
+        if uri.host == binding.source[0]:
+            return (uri.host, uri.port or 5060)
+    return binding.source
+
+
+def _same_target(digest_uri: str | None, request_uri: str) -> bool:
+    """The digest's uri names the Request-URI (user and host; phones vary in parameters)."""
+    if digest_uri is None:
+        return False
+    try:
+        a, b = parse_uri(digest_uri), parse_uri(request_uri)
+    except SipError:
+        return digest_uri == request_uri
+    return (a.user, a.host, a.port) == (b.user, b.host, b.port)
+
+
+def _callback_failed(call_id: str) -> Callable[[Tenant, float], None]:
+    return lambda t, now: t.acd.callback_failed(now, call_id)
+
+
+def _at(event: Event, now: float) -> Event:
+    """Stamp an event with the live center's clock (it must not go backwards in the record)."""
+    event.t = now
+    return event

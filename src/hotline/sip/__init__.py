@@ -1,0 +1,1 @@
+"""SIP: a sans-I/O core (messages, transactions, dialogs, registrar, digest, SDP)."""
