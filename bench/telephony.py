@@ -32,7 +32,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from hotline.sip.digest import answer as digest_answer
 from hotline.sip.message import Response, parse
-from server_harness import API, stop_server, wait_ready
+from server_harness import API, percentile, stop_server, wait_ready
 
 HERE = Path(__file__).resolve().parent
 MKPCAP = HERE.parent.parent / "shared" / "telephony" / "tools" / "mkpcap.py"
@@ -71,9 +71,15 @@ def tone_pcap(tmp: Path, name: str, freq: float, seconds: float) -> Path:
     return pcap
 
 
-def cpu_seconds(pid: int) -> float:
+def cpu_times(pid: int) -> tuple[float, float]:
+    """(user, system) CPU seconds of a process, all threads."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick
+
+
+def cpu_seconds(pid: int) -> float:
+    return sum(cpu_times(pid))
 
 
 def rss_mb(pid: int) -> float:
@@ -88,6 +94,25 @@ def udp_drops() -> int:
     udp = [ln.split() for ln in lines if ln.startswith("Udp:")]
     head, values = udp[0], udp[1]
     return int(values[head.index("RcvbufErrors")]) + int(values[head.index("InErrors")])
+
+
+def socket_drops(pid: int) -> int:
+    """Datagrams the kernel dropped on the process's own UDP sockets (full receive buffers):
+    loss inside Hotline, as opposed to the peers' sockets."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    drops = 0
+    for line in Path("/proc/net/udp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if fields[9] in inodes:
+            drops += int(fields[-1])
+    return drops
 
 
 class Center:
@@ -165,6 +190,21 @@ class Center:
                 raise SystemExit(f"agent {user} could not register")
         sock.close()
 
+    def answer_waits(self) -> list[float]:
+        """Median and 99th percentile of arrival → agent's answer (ms), from the CDRs."""
+        waits: list[float] = []
+        page = 1
+        while True:
+            got = self.http.get("/cdrs", params={"queue": "bench", "outcome": "answered",
+                                                 "page": page, "page_size": 1000}).json()
+            items = got["items"]
+            waits += [c["wait"] for c in items if c.get("wait") is not None]
+            if len(items) < 1000:
+                break
+            page += 1
+        waits.sort()
+        return [round(1000 * percentile(waits, p), 1) for p in (50, 99)]
+
     def queue_today(self) -> dict[str, object]:
         stats = self.http.get("/stats/realtime").json()
         return dict(stats["queues"]["bench"])
@@ -173,9 +213,16 @@ class Center:
         stop_server(self.proc)
 
 
-def sipp(scenario: str, *args: str) -> subprocess.Popen[bytes]:
+def sipp(scenario: str, *args: str, media: bool = True) -> subprocess.Popen[bytes]:
+    """SIPp with one of our scenarios; without ``media`` the pcap playing is left out (SIPp
+    starts a thread per playback, which would make SIPp, not Hotline, the bottleneck)."""
+    path = HERE / "sipp" / scenario
+    if not media:
+        text = "\n".join(ln for ln in path.read_text().splitlines() if "play_pcap" not in ln)
+        path = Path(tempfile.mkdtemp(prefix="hotline-sipp-")) / scenario
+        path.write_text(text)
     return subprocess.Popen(
-        ["sipp", "-sf", str(HERE / "sipp" / scenario), "-i", "127.0.0.1", "-mi", "127.0.0.1",
+        ["sipp", "-sf", str(path), "-i", "127.0.0.1", "-mi", "127.0.0.1",
          "-nostdin", "-trace_stat", "-stf", "/dev/null", *args],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
     )
@@ -194,28 +241,27 @@ def sipp_counts(output: str) -> tuple[int, int]:
 
 
 def bench_setup(args: argparse.Namespace, tmp: Path) -> dict[str, object]:
-    silence = tone_pcap(tmp, "silence", 0, 0.2)
     center = Center(tmp, args.agents)
     total = int(args.rate * args.seconds)
-    phones = sipp("agent_answer.xml", "-p", str(AGENT_PORT), "-key", "pcap", str(silence),
-                  "-mp", "40000")
+    phones = sipp("agent_answer.xml", "-p", str(AGENT_PORT), "-mp", "40000", media=False)
     time.sleep(1)
     cpu0, t0 = cpu_seconds(center.proc.pid), time.monotonic()
     profiler = None
     if os.environ.get("HOTLINE_BENCH_PROFILE"):
         profiler = subprocess.Popen(["py-spy", "record", "-p", str(center.proc.pid), "-o",
-                                     os.environ["HOTLINE_BENCH_PROFILE"], "-f", "raw",
+                                     os.environ["HOTLINE_BENCH_PROFILE"], "-f", "raw", "--gil",
                                      "-d", str(int(args.seconds))])
     callers = sipp("caller.xml", f"127.0.0.1:{SIP_PORT}", "-s", DID, "-p", "5070",
-                   "-key", "pcap", str(silence), "-d", "1000", "-r", str(args.rate),
-                   "-m", str(total), "-l", str(args.rate * 5), "-mp", "45000",
-                   "-timeout", str(args.seconds + 60), "-timeout_error")
+                   "-d", "1000", "-r", str(args.rate), "-m", str(total),
+                   "-l", str(args.rate * 5), "-mp", "45000",
+                   "-timeout", str(args.seconds + 60), "-timeout_error", media=False)
     out, _ = callers.communicate()
     cpu1, t1 = cpu_seconds(center.proc.pid), time.monotonic()
     if profiler is not None:
         profiler.wait()
     time.sleep(2)
     today = center.queue_today()
+    waits = center.answer_waits()
     phones.terminate()
     phones.wait()
     center.stop()
@@ -225,7 +271,8 @@ def bench_setup(args: argparse.Namespace, tmp: Path) -> dict[str, object]:
         "rate_offered": args.rate, "calls": total, "sipp_successful": ok, "sipp_failed": failed,
         "answered_by_agents": today.get("answered_today"), "offered": today.get("offered_today"),
         "abandoned": today.get("abandoned_today"), "elapsed_s": round(elapsed, 1),
-        "achieved_cps": round(ok / elapsed, 1),
+        "answer_delay_ms_p50_p99": waits,
+        "achieved_cps": round(ok / max(1e-9, elapsed - 1.0), 1),  # callers hold 1 s
         "server_cpu_core_fraction": round((cpu1 - cpu0) / elapsed, 3),
         "server_cpu_ms_per_call": round(1000 * (cpu1 - cpu0) / max(1, ok), 2),
     }
@@ -251,8 +298,15 @@ def bench_media(args: argparse.Namespace, tmp: Path) -> list[dict[str, object]]:
         time.sleep(ramp + 5)  # all calls up and bridged
         today = center.queue_today()
         drops0, cpu0, t0 = udp_drops(), cpu_seconds(center.proc.pid), time.monotonic()
-        time.sleep(args.seconds)
+        user0, sys0 = cpu_times(center.proc.pid)
+        if os.environ.get("HOTLINE_BENCH_PROFILE"):
+            subprocess.run(["py-spy", "record", "-p", str(center.proc.pid), "-o",
+                            os.environ["HOTLINE_BENCH_PROFILE"], "-f", "raw", "--gil",
+                            "-d", str(int(args.seconds))], capture_output=True)
+        time.sleep(max(0.0, args.seconds - (time.monotonic() - t0)))
         drops1, cpu1, t1 = udp_drops(), cpu_seconds(center.proc.pid), time.monotonic()
+        hotline_drops = socket_drops(center.proc.pid)
+        user1, sys1 = cpu_times(center.proc.pid)
         rss1 = rss_mb(center.proc.pid)
         health = center.http.get("/health").json()
         out, _ = callers.communicate()
@@ -265,7 +319,10 @@ def bench_media(args: argparse.Namespace, tmp: Path) -> list[dict[str, object]]:
             "calls": n, "answered_when_measured": today.get("answered_today"),
             "sipp_successful": ok, "sipp_failed": failed,
             "server_cpu_core_fraction": round((cpu1 - cpu0) / (t1 - t0), 3),
-            "udp_receive_drops": drops1 - drops0,
+            "of_which_user": round((user1 - user0) / (t1 - t0), 3),
+            "of_which_kernel": round((sys1 - sys0) / (t1 - t0), 3),
+            "udp_drops_in_namespace": drops1 - drops0,
+            "udp_drops_on_hotline_sockets": hotline_drops,
             "media": health.get("media"),
             "rss_mb_per_leg": round((rss1 - rss0) / (2 * n), 3),
             "recordings": len(recordings),

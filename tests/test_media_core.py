@@ -771,6 +771,27 @@ def test_recorder_contiguous_stream_is_exact(tmp_path: Path) -> None:
     assert np.array_equal(right, _sine(1000, 0, 300 * 160))
 
 
+def test_recorder_keeps_g711_payloads_encoded_and_writes_what_they_decode_to(
+    tmp_path: Path,
+) -> None:
+    """The media engine records packets as received (µ-law or A-law); the file holds exactly
+    their decoded audio, also across a gap and mixed with linear writes."""
+    caller = g711.encode("PCMU", _sine(440, 0, 300 * 160))
+    agent = g711.encode("PCMA", _sine(1000, 0, 300 * 160))
+    path = tmp_path / "g711.wav"
+    with StereoRecorder(path, io=None) as recorder:
+        for k in range(300):
+            part = slice(k * 160, (k + 1) * 160)
+            recorder.write_g711(CALLER, k * 0.02, "PCMU", caller[part])
+            if not 100 <= k < 150:  # half a second of silence from the agent
+                recorder.write_g711(AGENT, k * 0.02, "PCMA", agent[part])
+    left, right = _read_stereo(path)
+    assert np.array_equal(left, g711.decode("PCMU", caller))
+    expected = g711.decode("PCMU", agent.translate(g711.ALAW_TO_ULAW))
+    expected[100 * 160 : 150 * 160] = 0
+    assert np.array_equal(right, expected)
+
+
 def test_recorder_memory_is_bounded_even_with_one_quiet_leg(tmp_path: Path) -> None:
     rng = random.Random(12)
     for both in (True, False):

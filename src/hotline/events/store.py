@@ -47,6 +47,7 @@ class EventStore:
         self._seq: dict[int, int] = {}
         self._folds: dict[int, CdrFold] = {}
         self._upsert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
+        self._statements: dict[tuple[str, tuple[str, ...]], Any] = {}
 
     def last_seq(self, tenant_id: int) -> int:
         seq = self._seq.get(tenant_id)
@@ -111,34 +112,48 @@ class EventStore:
             conn.execute(insert(_EVENTS), rows)
             if cdr_new:
                 for columns, group in _by_columns(list(cdr_new.values())).items():
-                    conn.execute(insert(_CDRS).values({c: bindparam(c) for c in columns}), group)
+                    conn.execute(self._statement("insert", columns), group)
             if cdr_changes:
                 changes = [
                     {"_tenant": tenant_id, "_call": call_id, **fields}
                     for (tenant_id, call_id), fields in cdr_changes.items()
                 ]
                 for columns, group in _by_columns(changes).items():
-                    stmt = (
-                        update(_CDRS)
-                        .where(
-                            _CDRS.c.tenant_id == bindparam("_tenant"),
-                            _CDRS.c.call_id == bindparam("_call"),
-                        )
-                        .values({c: bindparam(c) for c in columns if not c.startswith("_")})
-                    )
-                    conn.execute(stmt, group)
+                    conn.execute(self._statement("update", columns), group)
             if presence:
-                upsert = self._upsert(_PRESENCE)
-                upsert = upsert.on_conflict_do_update(
-                    index_elements=["tenant_id", "agent"],
-                    set_={
-                        "state": upsert.excluded.state,
-                        "reason": upsert.excluded.reason,
-                        "since": upsert.excluded.since,
-                    },
-                )
-                conn.execute(upsert, list(presence.values()))
+                conn.execute(self._statement("presence", ()), list(presence.values()))
         self._seq = seqs
+
+    def _statement(self, kind: str, columns: tuple[str, ...]) -> Any:
+        """The statements the writer uses, built once (building one costs more than running
+        it for a small batch)."""
+        key = (kind, columns)
+        stmt = self._statements.get(key)
+        if stmt is not None:
+            return stmt
+        if kind == "insert":
+            stmt = insert(_CDRS).values({c: bindparam(c) for c in columns})
+        elif kind == "update":
+            stmt = (
+                update(_CDRS)
+                .where(
+                    _CDRS.c.tenant_id == bindparam("_tenant"),
+                    _CDRS.c.call_id == bindparam("_call"),
+                )
+                .values({c: bindparam(c) for c in columns if not c.startswith("_")})
+            )
+        else:
+            upsert = self._upsert(_PRESENCE)
+            stmt = upsert.on_conflict_do_update(
+                index_elements=["tenant_id", "agent"],
+                set_={
+                    "state": upsert.excluded.state,
+                    "reason": upsert.excluded.reason,
+                    "since": upsert.excluded.since,
+                },
+            )
+        self._statements[key] = stmt
+        return stmt
 
     # ------------------------------------------------------------------ reading
     def read(

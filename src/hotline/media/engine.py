@@ -155,6 +155,15 @@ class Leg:
                 return  # not our peer (or RTP before we know whom to expect)
             self.remote = addr  # symmetric RTP: answer where the peer really sends from
         self.latched = True
+        # Fast path: a plain audio packet (version 2, no padding/extension/CSRC, our codec)
+        if len(data) > 12 and data[0] == 0x80 and (data[1] & 0x7F) == self.payload_type:
+            self.received_packets += 1
+            payload = data[12:]
+            peer = self.peer
+            if peer is not None and peer.sound is None:
+                peer.send_audio(payload, self.codec, data[1] >= 0x80)
+            self._heard(payload)
+            return
         pkt = rtp.parse(data)
         if pkt is None:
             return
@@ -165,15 +174,7 @@ class Leg:
             peer = self.peer
             if peer is not None and peer.sound is None:
                 peer.send_audio(payload, self.codec, pkt.marker)
-            if self.recorder is not None:
-                pcm = g711.decode(self.codec, payload)
-                self.recorder.write(self.channel, self.engine.now() - self.record_start, pcm)
-                if self.inband is not None and self.on_digit is not None:
-                    for digit in self.inband.feed(pcm):
-                        self.on_digit(digit)
-            elif self.inband is not None and self.on_digit is not None:
-                for digit in self.inband.feed(g711.decode(self.codec, payload)):
-                    self.on_digit(digit)
+            self._heard(payload)
         elif pt == self.dtmf_payload_type:
             key = self.events.feed(pkt.payload, pkt.timestamp, pkt.marker)
             if key is not None and self.on_digit is not None:
@@ -181,6 +182,17 @@ class Leg:
             peer = self.peer
             if peer is not None and peer.sound is None:
                 peer.relay_event(pkt.payload, pkt.timestamp, pkt.marker)
+
+    def _heard(self, payload: bytes) -> None:
+        """Audio from this leg's phone: into the recording (still encoded: it is decoded in
+        bulk when written) and, without RFC 4733, to the in-band DTMF detector."""
+        if self.recorder is not None:
+            self.recorder.write_g711(
+                self.channel, self.engine.now() - self.record_start, self.codec, payload
+            )
+        if self.inband is not None and self.on_digit is not None:
+            for digit in self.inband.feed(g711.decode(self.codec, payload)):
+                self.on_digit(digit)
 
     # -------------------------------------------------------------- send
     def send_audio(self, payload: bytes, codec: str, marker: bool = False) -> None:

@@ -13,13 +13,36 @@ import os
 import wave
 from concurrent.futures import Executor, Future
 from types import TracebackType
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
+from hotline.media import g711
+
 CALLER = 0
 AGENT = 1
 log = logging.getLogger("hotline.media")
+
+
+def _linear(chunks: list[Any]) -> npt.NDArray[np.int16]:
+    """One int16 array from chunks that are int16 arrays or µ-law bytes (runs of bytes are
+    joined and decoded in one lookup)."""
+    parts: list[npt.NDArray[np.int16]] = []
+    run: list[bytes] = []
+    for chunk in chunks:
+        if isinstance(chunk, bytes):
+            run.append(chunk)
+            continue
+        if run:
+            parts.append(g711.decode("PCMU", b"".join(run)))
+            run = []
+        parts.append(chunk)
+    if run:
+        parts.append(g711.decode("PCMU", b"".join(run)))
+    if len(parts) == 1:
+        return parts[0]
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int16)
 
 
 class StereoRecorder:
@@ -52,7 +75,7 @@ class StereoRecorder:
         self._wav: wave.Wave_write | None = None
         self.tolerance = tolerance
         self._flush = max(1, round(flush_seconds * rate))
-        self._chunks: tuple[list[npt.NDArray[np.int16]], list[npt.NDArray[np.int16]]] = ([], [])
+        self._chunks: tuple[list[Any], list[Any]] = ([], [])  # int16 arrays or µ-law bytes
         self._end = [0, 0]  # per channel: sample index where its audio ends
         self._written = 0  # samples per channel already in the file
         self._closed = False
@@ -136,6 +159,32 @@ class StereoRecorder:
             self._pad(1 - channel, end - self._flush)
             self._write_through(end - self._flush)
 
+    def write_g711(self, channel: int, t: float, codec: str, payload: bytes) -> None:
+        """Like :meth:`write` for a G.711 payload, kept encoded until it is written: the
+        per-packet cost is a list append, the decoding one table lookup per flush."""
+        if self._closed:
+            raise ValueError("recorder is closed")
+        n = len(payload)
+        if n == 0 or (channel != CALLER and channel != AGENT):
+            if n:
+                raise ValueError(f"channel must be 0 (caller) or 1 (agent), got {channel}")
+            return
+        chunks = self._chunks[channel]
+        end = self._end[channel]
+        start = round(t * self.rate)
+        if start > end + self.tolerance:
+            chunks.append(np.zeros(start - end, dtype=np.int16))
+            end = start
+        chunks.append(payload if codec == "PCMU" else payload.translate(g711.ALAW_TO_ULAW))
+        end += n
+        self._end[channel] = end
+        other = self._end[1 - channel]
+        if min(end, other) - self._written >= self._flush:
+            self._write_through(min(end, other))
+        elif end - self._written >= 2 * self._flush:
+            self._pad(1 - channel, end - self._flush)
+            self._write_through(end - self._flush)
+
     def _pad(self, channel: int, until: int) -> None:
         missing = until - self._end[channel]
         if missing > 0:
@@ -149,7 +198,7 @@ class StereoRecorder:
             return
         frames = np.empty((count, 2), dtype="<i2")
         for channel, chunks in enumerate(self._chunks):
-            audio = chunks[0] if len(chunks) == 1 else np.concatenate(chunks)
+            audio = _linear(chunks)
             frames[:, channel] = audio[:count]
             chunks.clear()
             if len(audio) > count:
