@@ -246,10 +246,11 @@ def bench_setup(args: argparse.Namespace, tmp: Path) -> dict[str, object]:
     phones = sipp("agent_answer.xml", "-p", str(AGENT_PORT), "-mp", "40000", media=False)
     time.sleep(1)
     cpu0, t0 = cpu_seconds(center.proc.pid), time.monotonic()
+    user0, sys0 = cpu_times(center.proc.pid)
     profiler = None
     if os.environ.get("HOTLINE_BENCH_PROFILE"):
         profiler = subprocess.Popen(["py-spy", "record", "-p", str(center.proc.pid), "-o",
-                                     os.environ["HOTLINE_BENCH_PROFILE"], "-f", "raw", "--gil",
+                                     os.environ["HOTLINE_BENCH_PROFILE"], "-f", "raw",
                                      "-d", str(int(args.seconds))])
     callers = sipp("caller.xml", f"127.0.0.1:{SIP_PORT}", "-s", DID, "-p", "5070",
                    "-d", "1000", "-r", str(args.rate), "-m", str(total),
@@ -257,6 +258,7 @@ def bench_setup(args: argparse.Namespace, tmp: Path) -> dict[str, object]:
                    "-timeout", str(args.seconds + 60), "-timeout_error", media=False)
     out, _ = callers.communicate()
     cpu1, t1 = cpu_seconds(center.proc.pid), time.monotonic()
+    user1, sys1 = cpu_times(center.proc.pid)
     if profiler is not None:
         profiler.wait()
     time.sleep(2)
@@ -274,7 +276,49 @@ def bench_setup(args: argparse.Namespace, tmp: Path) -> dict[str, object]:
         "answer_delay_ms_p50_p99": waits,
         "achieved_cps": round(ok / max(1e-9, elapsed - 1.0), 1),  # callers hold 1 s
         "server_cpu_core_fraction": round((cpu1 - cpu0) / elapsed, 3),
+        "of_which_user": round((user1 - user0) / elapsed, 3),
+        "of_which_kernel": round((sys1 - sys0) / elapsed, 3),
         "server_cpu_ms_per_call": round(1000 * (cpu1 - cpu0) / max(1, ok), 2),
+    }
+
+
+def flooder(rate: float, seconds: float, sources: int) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, str(HERE / "sip_flooder.py"), str(SIP_PORT), str(rate), str(seconds),
+         str(sources)],
+        stdout=subprocess.PIPE,
+    )
+
+
+def bench_flood(args: argparse.Namespace, tmp: Path) -> dict[str, object]:
+    """Call setups while a scanner floods the SIP port: do real calls still get through?"""
+    center = Center(tmp, args.agents)
+    total = int(args.rate * args.seconds)
+    phones = sipp("agent_answer.xml", "-p", str(AGENT_PORT), "-mp", "40000", media=False)
+    time.sleep(1)
+    flood = flooder(args.flood, args.seconds + 1, args.sources)
+    cpu0, t0 = cpu_seconds(center.proc.pid), time.monotonic()
+    callers = sipp("caller.xml", f"127.0.0.1:{SIP_PORT}", "-s", DID, "-p", "5070",
+                   "-d", "1000", "-r", str(args.rate), "-m", str(total),
+                   "-l", str(args.rate * 5), "-mp", "45000",
+                   "-timeout", str(args.seconds + 60), "-timeout_error", media=False)
+    out, _ = callers.communicate()
+    cpu1, t1 = cpu_seconds(center.proc.pid), time.monotonic()
+    flood_out, _ = flood.communicate()
+    health = center.http.get("/health").json()
+    waits = center.answer_waits()
+    today = center.queue_today()
+    phones.terminate()
+    phones.wait()
+    center.stop()
+    ok, failed = sipp_counts(out.decode(errors="replace"))
+    return {
+        "rate_offered": args.rate, "calls": total, "sipp_successful": ok, "sipp_failed": failed,
+        "answered_by_agents": today.get("answered_today"),
+        "answer_delay_ms_p50_p99": waits,
+        "flood_datagrams": int(flood_out or 0), "flood_sources": args.sources,
+        "sip": health.get("sip"),
+        "server_cpu_core_fraction": round((cpu1 - cpu0) / (t1 - t0), 3),
     }
 
 
@@ -301,7 +345,7 @@ def bench_media(args: argparse.Namespace, tmp: Path) -> list[dict[str, object]]:
         user0, sys0 = cpu_times(center.proc.pid)
         if os.environ.get("HOTLINE_BENCH_PROFILE"):
             subprocess.run(["py-spy", "record", "-p", str(center.proc.pid), "-o",
-                            os.environ["HOTLINE_BENCH_PROFILE"], "-f", "raw", "--gil",
+                            os.environ["HOTLINE_BENCH_PROFILE"], "-f", "raw",
                             "-d", str(int(args.seconds))], capture_output=True)
         time.sleep(max(0.0, args.seconds - (time.monotonic() - t0)))
         drops1, cpu1, t1 = udp_drops(), cpu_seconds(center.proc.pid), time.monotonic()
@@ -338,11 +382,17 @@ def main() -> None:
     s.add_argument("--rate", type=int, default=300)
     s.add_argument("--seconds", type=float, default=20)
     s.add_argument("--agents", type=int, default=400)
+    f = sub.add_parser("flood")
+    f.add_argument("--rate", type=int, default=100)
+    f.add_argument("--seconds", type=float, default=10)
+    f.add_argument("--agents", type=int, default=200)
+    f.add_argument("--flood", type=float, default=5000, help="scanner datagrams per second")
+    f.add_argument("--sources", type=int, default=2000)
     m = sub.add_parser("media")
     m.add_argument("--calls", type=lambda v: [int(x) for x in v.split(",")],
                    default=[100, 200, 400])
     m.add_argument("--seconds", type=float, default=20)
-    for p in (s, m):
+    for p in (s, f, m):
         p.add_argument("--keep", help="keep the work directory (server log, recordings) here")
     args = parser.parse_args()
     if shutil.which("sipp") is None:
@@ -353,6 +403,8 @@ def main() -> None:
         work.mkdir(parents=True, exist_ok=True)
         if args.mode == "setup":
             print(json.dumps(bench_setup(args, work), indent=1))
+        elif args.mode == "flood":
+            print(json.dumps(bench_flood(args, work), indent=1))
         else:
             bench_media(args, work)
 

@@ -130,7 +130,25 @@ def test_a_spoofed_flood_keeps_memory_bounded_and_real_callers_working() -> None
             assert guard.admit(TRUNK, data, i * 1e-5)
     largest = max(largest, len(guard._sources))
     assert largest <= cfg.max_tracked
-    assert guard.admit(STRANGER, datagram(), 2.0)  # a new caller still gets its budget
+    later = 2.0 + cfg.unknown_total_burst / cfg.unknown_total_rate
+    assert guard.admit(STRANGER, datagram(), later)  # once it stops, strangers get in again
+
+
+def test_a_flood_from_many_addresses_costs_no_more_than_the_shared_budget() -> None:
+    cfg = GuardConfig(unknown_total_rate=500.0, unknown_total_burst=1000.0)
+    guard = SourceGuard(cfg)
+    guard.trusted.add(TRUNK)
+    data = datagram()
+    # 10,000 datagrams/s from 5,000 addresses, each well inside its own budget, for 10 s
+    admitted_unknown = 0
+    for i in range(100_000):
+        now = i * 1e-4
+        admitted_unknown += guard.admit(f"10.{i % 5000 // 250}.{i % 250}.1", data, now)
+        if i % 1000 == 0:
+            assert guard.admit(TRUNK, data, now)  # the carrier is never held back
+    # what got through: the burst plus the shared rate over the 10 s, and no more
+    assert admitted_unknown <= cfg.unknown_total_burst + cfg.unknown_total_rate * 10 + 1
+    assert admitted_unknown >= cfg.unknown_total_rate * 10
 
 
 def test_a_spoofed_flood_does_not_wipe_a_password_guessers_record() -> None:

@@ -87,7 +87,9 @@ class SipCall:
     caller: CallLeg
     server_tx: ServerTransaction
     agent_id: str | None = None
-    agent: CallLeg | None = None
+    agent: CallLeg | None = None  # the agent's leg once the ACD accepted its answer
+    ringing: dict[str, CallLeg] = field(default_factory=dict)  # agent -> leg being offered
+    wanted: set[str] = field(default_factory=set)  # agents the ACD is offering the call to
     recorder: StereoRecorder | None = None
     recording: str | None = None  # relative path
     recorded_at: float = 0.0
@@ -129,7 +131,7 @@ class Switch:
         self.music = Sound.from_pcm(
             "music", load_prompt(config.music) if config.music else builtin_music())
         self.calls: dict[str, SipCall] = {}  # ACD call id -> call
-        self.dialogs: dict[tuple[str, str, str], tuple[SipCall, str]] = {}  # -> (call, role)
+        self.dialogs: dict[tuple[str, str, str], tuple[SipCall, CallLeg]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         # recordings are opened, written and closed on their own thread, in order
         self.disk = ThreadPoolExecutor(max_workers=1, thread_name_prefix="recordings")
@@ -442,7 +444,7 @@ class Switch:
                                                     local_sdp=body), ev.tx)
         leg.listen_for_digits(call.digits.append)
         self.calls[call_id] = call
-        self.dialogs[(dialog.call_id, tag, dialog.remote_tag or "")] = (call, "caller")
+        self.dialogs[_dialog_key(dialog)] = (call, call.caller)
         self.stack.reply(ev.tx, 200, to_tag=tag, body=body, content_type="application/sdp",
                          headers=[("Contact", contact), ("Allow", ALLOW)])
         leg.play(self.music)
@@ -492,19 +494,21 @@ class Switch:
         if not bindings:
             self._offer_failed(call, agent, "phone_unregistered")
             return
+        call.wanted.add(agent)
         self._spawn(self._ring(call, agent, username or "", bindings[0]))
 
     async def _ring(self, call: SipCall, agent: str, username: str, binding: Any) -> None:
         try:
-            leg = await self.media.open_leg()
+            media = await self.media.open_leg()
         except RuntimeError:
+            call.wanted.discard(agent)
             self._offer_failed(call, agent, "phone_unreachable")
             return
-        if call.ended:
-            leg.close()
+        if call.ended or agent not in call.wanted:  # withdrawn while the port was opened
+            media.close()
             return
         session = secrets.randbits(31)
-        offer = sdp.offer(self.config.advertised, leg.port, session_id=session)
+        offer = sdp.offer(self.config.advertised, media.port, session_id=session)
         body = sdp.serialise(offer)
         caller_number = call.caller.dialog.remote.uri if call.caller.dialog else ""
         try:
@@ -522,68 +526,86 @@ class Switch:
         h.add("X-Hotline-Call", call.id)
         h.add("Content-Type", "application/sdp")
         invite = Request("INVITE", binding.contact, h, body)
-        agent_leg = CallLeg(leg, sdp_session=session, local_sdp=body)
-        call.agent_id = agent
-        call.agent = agent_leg
+        leg = CallLeg(media, sdp_session=session, local_sdp=body)
+        call.ringing[agent] = leg
         target = phone_address(binding)
-        agent_leg.invite = self.stack.request(invite, target, binding.conn)
-        agent_leg.invite.user = (call, agent, offer, target, binding.conn)
+        leg.invite = self.stack.request(invite, target, binding.conn)
+        leg.invite.user = (call, agent, leg, offer, target, binding.conn)
 
     def _cancel_offer(self, call: SipCall, agent: str) -> None:
-        leg = call.agent
-        if leg is None or call.agent_id != agent or leg.up:
+        """The ACD withdrew the offer (RONA, answered elsewhere, the caller left)."""
+        call.wanted.discard(agent)
+        leg = call.ringing.get(agent)
+        if leg is None:
             return
         leg.cancelled = True
         if leg.invite is not None:
             self.stack.cancel(leg.invite)
+        elif leg.up:  # answered by the phone, refused by the ACD meanwhile
+            self._drop_ringing(call, agent)
 
     def _offer_failed(self, call: SipCall, agent: str, reason: str) -> None:
         log.info("call %s: agent %s's phone failed (%s)", call.id, agent, reason)
-        if call.agent_id == agent and call.agent is not None and not call.agent.up:
-            call.agent.media.close()
-            call.agent = None
-            call.agent_id = None
+        self._drop_ringing(call, agent)
         call_id = call.id
         self._submit(call.tenant_id,
                      lambda t, now: t.acd.offer_failed(now, call_id, agent, reason))
 
+    def _drop_ringing(self, call: SipCall, agent: str) -> None:
+        """Forget a ringing leg, hanging it up if the phone had answered."""
+        call.wanted.discard(agent)
+        leg = call.ringing.pop(agent, None)
+        if leg is None:
+            return
+        if leg.dialog is not None:
+            self.dialogs.pop(_dialog_key(leg.dialog), None)
+            if leg.up:
+                leg.up = False
+                self._send_bye(leg.dialog)
+        leg.media.close()
+
     def _response(self, resp: Response, tx: ClientTransaction) -> None:
         if tx.method != "INVITE" or tx.user is None:
             return
-        call, agent, offer, target, conn = tx.user
+        call, agent, leg, offer, target, conn = tx.user
         status = resp.status
         if status < 200:
             return
-        leg = call.agent if call.agent_id == agent else None
+        current = call.ringing.get(agent) is leg
         if status >= 300:
-            if leg is not None and leg.invite is tx:
-                leg.invite = None
-                if leg.cancelled or status == 487:
-                    leg.media.close()
-                    call.agent, call.agent_id = None, None
-                    return
+            if leg.invite is not tx:
+                return  # a retransmitted final
+            leg.invite = None
+            if not current:
+                leg.media.close()
+            elif leg.cancelled or status == 487:
+                self._drop_ringing(call, agent)
+            else:
                 reason = "phone_busy" if status in BUSY else (
                     "phone_unregistered" if status in (404, 410, 480) else "phone_unreachable")
                 self._offer_failed(call, agent, reason)
             return
-        # 2xx: always ACK (even one we no longer want, which we then BYE)
-        if leg is not None and leg.dialog is not None:
+        if leg.dialog is not None:
             return  # a retransmitted 2xx: the transaction layer has resent our ACK
+        # 2xx: always ACK, even an answer we no longer want (which we then hang up)
         dialog = Dialog.as_uac(tx.request, resp, target, conn)
         self.stack.ack(tx, dialog.ack(tx.request.cseq[0]))
-        if leg is None or leg.invite is not tx or leg.cancelled or call.ended:
-            self._send_bye(dialog)
-            return
         leg.invite = None
         leg.dialog = dialog
         leg.up = True
-        self.dialogs[(dialog.call_id, dialog.local_tag or "", dialog.remote_tag or "")] = (
-            call, "agent")
+        if not current or leg.cancelled or call.ended:
+            if current:
+                self._drop_ringing(call, agent)
+            else:
+                leg.up = False
+                self._send_bye(dialog)
+                leg.media.close()
+            return
+        self.dialogs[_dialog_key(dialog)] = (call, leg)
         try:
             neg = sdp.negotiated_from_answer(offer, sdp.parse(resp.body))
         except sdp.SdpError as err:
             log.warning("agent %s's phone answered with unusable SDP: %s", agent, err)
-            self._end_agent_leg(call)
             self._offer_failed(call, agent, "phone_unreachable")
             return
         leg.media.configure((neg.remote_address, neg.remote_port), neg.codec, neg.payload_type,
@@ -591,14 +613,20 @@ class Switch:
         call_id = call.id
 
         def answered(_: Any) -> None:
-            if call.ended or call.agent is not leg:
+            if call.ended or call.ringing.get(agent) is not leg:
                 return
-            self._connect(call)
+            del call.ringing[agent]
+            call.wanted.discard(agent)
+            call.agent, call.agent_id = leg, agent
+            if leg.up:
+                self._connect(call)
+            else:  # answered, then hung up at once
+                self._agent_gone(call)
 
         def refused(err: BaseException) -> None:
             log.info("call %s: answer by %s refused (%s)", call_id, agent, err)
-            if call.agent is leg:
-                self._end_agent_leg(call)
+            if call.ringing.get(agent) is leg:
+                self._drop_ringing(call, agent)
 
         self._submit(call.tenant_id, lambda t, now: t.acd.answer(now, call_id, agent),
                      answered, refused)
@@ -619,15 +647,16 @@ class Switch:
     def _timeout(self, tx: ClientTransaction) -> None:
         if tx.method != "INVITE" or tx.user is None:
             return
-        call, agent = tx.user[:2]
-        leg = call.agent
-        if leg is not None and leg.invite is tx:
-            leg.invite = None
-            if leg.cancelled:
-                leg.media.close()
-                call.agent, call.agent_id = None, None
-            else:
-                self._offer_failed(call, agent, "phone_unreachable")
+        call, agent, leg = tx.user[:3]
+        if leg.invite is not tx:
+            return
+        leg.invite = None
+        if call.ringing.get(agent) is not leg:
+            leg.media.close()
+        elif leg.cancelled:
+            self._drop_ringing(call, agent)
+        else:
+            self._offer_failed(call, agent, "phone_unreachable")
 
     def _cancelled(self, tx: ServerTransaction) -> None:
         """The caller cancelled before our 200 (we answer at once, so this is rare)."""
@@ -639,9 +668,8 @@ class Switch:
         if found is None:
             self.stack.reply(ev.tx, 481)
             return
-        call, role = found
-        leg = call.caller if role == "caller" else call.agent
-        if leg is None or leg.dialog is None or not leg.dialog.accepts(ev.request):
+        _, leg = found
+        if leg.dialog is None or not leg.dialog.accepts(ev.request):
             self.stack.reply(ev.tx, 500, "Out Of Order", headers=[("Retry-After", "1")])
             return
         body = leg.local_sdp
@@ -669,14 +697,13 @@ class Switch:
             self.stack.reply(ev.tx, 481)
             return
         self.stack.reply(ev.tx, 200)
-        call, role = found
-        if role == "caller":
-            call.caller.up = False
+        call, leg = found
+        leg.up = False
+        if leg is call.caller:
             self._caller_gone(call)
-        else:
-            if call.agent is not None:
-                call.agent.up = False
+        elif leg is call.agent:
             self._agent_gone(call)
+        # else: the phone hung up before the ACD took its answer; ``answered`` ends the call
 
     def _caller_gone(self, call: SipCall) -> None:
         call_id = call.id
@@ -706,6 +733,7 @@ class Switch:
 
     # ------------------------------------------------------------------ teardown
     def _end_agent_leg(self, call: SipCall) -> None:
+        """Hang up the connected agent (the caller stays) and close the recording."""
         leg = call.agent
         if leg is None:
             return
@@ -713,17 +741,21 @@ class Switch:
         self.media.unbridge(leg.media)
         self._finish_recording(call)
         if leg.dialog is not None:
-            self.dialogs.pop(
-                (leg.dialog.call_id, leg.dialog.local_tag or "", leg.dialog.remote_tag or ""),
-                None,
-            )
+            self.dialogs.pop(_dialog_key(leg.dialog), None)
             if leg.up:
                 leg.up = False
                 self._send_bye(leg.dialog)
-        elif leg.invite is not None:
-            leg.cancelled = True
-            self.stack.cancel(leg.invite)
         leg.media.close()
+
+    def _stop_ringing(self, call: SipCall) -> None:
+        """Cancel every phone still ringing with the call (their 487s close the legs)."""
+        call.wanted.clear()
+        for agent, leg in list(call.ringing.items()):
+            leg.cancelled = True
+            if leg.invite is not None:
+                self.stack.cancel(leg.invite)
+            else:
+                self._drop_ringing(call, agent)
 
     def _release(self, call: SipCall, cause: str) -> None:
         """End both legs (BYE whoever is still up) and free the call's media."""
@@ -731,13 +763,11 @@ class Switch:
             return
         call.ended = True
         self.calls.pop(call.id, None)
+        self._stop_ringing(call)
         self._end_agent_leg(call)
         caller = call.caller
         if caller.dialog is not None:
-            self.dialogs.pop(
-                (caller.dialog.call_id, caller.dialog.local_tag or "",
-                 caller.dialog.remote_tag or ""), None,
-            )
+            self.dialogs.pop(_dialog_key(caller.dialog), None)
             if caller.up:
                 caller.up = False
                 self._send_bye(caller.dialog)
@@ -763,6 +793,10 @@ class Switch:
                 self._submit(tenant_id, lambda t, now: t.record(_at(event, now)))
 
         self._spawn(saved())
+
+
+def _dialog_key(dialog: Dialog) -> tuple[str, str, str]:
+    return (dialog.call_id, dialog.local_tag or "", dialog.remote_tag or "")
 
 
 def phone_address(binding: Binding) -> Address:

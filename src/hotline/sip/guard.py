@@ -5,7 +5,8 @@ and INVITE floods and guess passwords. The rules, cheapest first:
 - a banned address is dropped before parsing (one dict lookup per datagram);
 - known scanner User-Agents are dropped without an answer (an answer tells them we exist);
 - an address we don't know (not a trunk, not a registered phone) gets a small request budget
-  (token bucket); beyond it, its datagrams are dropped unparsed;
+  (token bucket); beyond it, its datagrams are dropped unparsed; all unknown addresses
+  together share one more budget, so a flood from many addresses costs no more than that;
 - repeated failed authentications ban the address for a while.
 Trusted addresses (trunks, phones with a current registration) skip the budget, so a flood
 from elsewhere never starves real calls.
@@ -30,6 +31,8 @@ class GuardConfig:
     failure_window: float = 60.0
     ban_seconds: float = 600.0  # ...ban the address this long
     max_tracked: int = 100_000  # addresses tracked at once (memory bound under a spoofed flood)
+    unknown_total_rate: float = 500.0  # requests per second from all unknown addresses
+    unknown_total_burst: float = 1000.0
 
 
 @dataclass(slots=True)
@@ -48,6 +51,8 @@ class SourceGuard:
         self._sources: dict[str, _Source] = {}
         self.dropped = 0
         self.bans = 0
+        self._total_tokens = self.config.unknown_total_burst
+        self._total_updated = 0.0
 
     def admit(self, host: str, data: bytes, now: float) -> bool:
         """Whether to parse and process this datagram at all."""
@@ -74,6 +79,14 @@ class SourceGuard:
         if src.tokens < 1.0:
             self.dropped += 1
             return False
+        total = min(cfg.unknown_total_burst,
+                    self._total_tokens + (now - self._total_updated) * cfg.unknown_total_rate)
+        self._total_updated = now
+        if total < 1.0:
+            self._total_tokens = total
+            self.dropped += 1
+            return False
+        self._total_tokens = total - 1.0
         src.tokens -= 1.0
         return True
 
