@@ -27,6 +27,7 @@ from .peers import (
     scenario,
     tone_wav,
 )
+from .server import CallCenter, EventStream, HotlineServer
 
 E2E_DIR = Path(__file__).resolve().parent
 _netns_problem: str | None = None
@@ -127,3 +128,30 @@ def sipp(tmp_path: Path) -> Iterator[Callable[..., Sipp]]:
     yield make
     for run in made:
         run.stop()
+
+
+@pytest.fixture(scope="session")
+def hotline(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HotlineServer]:
+    """One ``hotline serve --demo`` for the session (SIP on 127.0.0.1, debug log in its
+    directory). Tests share it but never each other's queues, agents, numbers or source
+    addresses (see ``center`` and ``server.fresh_loopback``)."""
+    server = HotlineServer(tmp_path_factory.mktemp("hotline")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def center(request: pytest.FixtureRequest, hotline: HotlineServer) -> Iterator[CallCenter]:
+    """The test's own queues and agents on the session's server, made as admin, and its CTI
+    event stream; prints the server's log of the test if it failed."""
+    log_start = hotline.log_size()
+    admin = hotline.login("admin")
+    events = EventStream(admin)
+    yield CallCenter(hotline, admin, events)
+    events.close()
+    admin.close()
+    if _failed(request.node):
+        code = hotline.proc.poll() if hotline.proc is not None else None
+        alive = "running" if code is None else f"exited with {code}"
+        print(f"--- hotline ({alive}), {hotline.log_path}, this test's last lines:\n"
+              f"{hotline.log_tail(120, since=log_start)}")

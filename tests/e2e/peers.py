@@ -748,3 +748,23 @@ def scenario(name: str) -> Path:
     """A SIPp scenario: this directory's ``sipp/NAME`` if there is one, else the kit's."""
     local = LOCAL_SCENARIOS / name
     return local if local.exists() else telephony_file(f"sipp/{name}")
+
+
+def assert_tone(recording: Path, freq_hz: float, start_s: float, end_s: float, *,
+                channel: int | None = None, level: float | None = None,
+                purity: float = 0.95) -> None:
+    """``recording`` holds a clean tone of ``freq_hz`` in [start_s, end_s) (of ``channel``):
+    the strongest FFT bin is on it (±2 bins), at least ``purity`` of the energy is within
+    ±10 bins, and, if ``level`` is given, its RMS is within -20 %/+5 % of it (G.711 keeps a
+    tone's level within a fraction of a dB; gaps or attenuation lower it)."""
+    where = f"{recording.name}" + ("" if channel is None else f" channel {channel}")
+    bin_hz = 1.0 / (end_s - start_s)
+    peak = dominant_frequency(recording, start_s, end_s, channel)
+    assert abs(peak - freq_hz) <= 2 * bin_hz, (
+        f"{where} [{start_s:.2f}, {end_s:.2f}) s: strongest at {peak} Hz, not {freq_hz} Hz")
+    share = band_energy_fraction(recording, freq_hz, 10 * bin_hz, start_s, end_s, channel)
+    assert share >= purity, f"{where}: only {share:.3f} of the energy at {freq_hz} Hz"
+    if level is not None:
+        measured = rms(recording, channel, start_s, end_s)
+        assert 0.8 * level <= measured <= 1.05 * level, (
+            f"{where}: RMS {measured:.4f}, the tone was sent at {level:.4f}")

@@ -248,6 +248,18 @@ class Switch:
     def _request(self, ev: RequestReceived) -> None:
         req = ev.request
         method = req.method
+        try:  # the addresses every handler relies on, checked once (RFC 4475 §3.1.2)
+            parse_name_addr(req.headers.get("From") or "")
+            parse_name_addr(req.headers.get("To") or "")
+            for contact in req.headers.get_all("Contact"):
+                if contact != "*":
+                    target = parse_name_addr(contact).uri
+                    if method in ("INVITE", "REGISTER"):  # we will send requests there
+                        parse_uri(target)
+        except SipError as err:
+            self.stack.reply(ev.tx, err.status, "Bad Address",
+                             headers=[("Warning", _warning(err))])
+            return
         if method == "REGISTER":
             self._register(ev)
         elif method == "INVITE":
@@ -410,25 +422,35 @@ class Switch:
         try:
             offer = sdp.parse(req.body)
         except sdp.SdpError as err:
-            self.stack.reply(ev.tx, 488, headers=[("Warning", f'399 hotline "{err}"')])
+            self.stack.reply(ev.tx, 488, headers=[("Warning", _warning(err))])
             return
         self._spawn(self._answer_caller(ev, tenant_id, route[1], offer, did, origin))
 
     async def _answer_caller(self, ev: RequestReceived, tenant_id: int, queue: str,
                              offer: sdp.SessionDescription, did: str,
                              origin: dict[str, str]) -> None:
-        req = ev.request
         try:
             leg = await self.media.open_leg()
         except RuntimeError:
             self.stack.reply(ev.tx, 503, "Out Of Media Ports")
             return
+        try:
+            self._answer_on(leg, ev, tenant_id, queue, offer, did, origin)
+        except Exception:
+            leg.close()
+            if ev.tx.state == "proceeding":
+                self.stack.reply(ev.tx, 500)
+            raise
+
+    def _answer_on(self, leg: Leg, ev: RequestReceived, tenant_id: int, queue: str,
+                   offer: sdp.SessionDescription, did: str, origin: dict[str, str]) -> None:
+        req = ev.request
         session = secrets.randbits(31)
         try:
             answer, neg = sdp.answer(offer, self.config.advertised, leg.port, session_id=session)
         except sdp.SdpError as err:
             leg.close()
-            self.stack.reply(ev.tx, 488, headers=[("Warning", f'399 hotline "{err}"')])
+            self.stack.reply(ev.tx, 488, headers=[("Warning", _warning(err))])
             return
         if ev.tx.state != "proceeding":  # cancelled while we opened the port
             leg.close()
@@ -679,7 +701,7 @@ class Switch:
                                          leg.media.port, session_id=leg.sdp_session,
                                          session_version=leg.sdp_version + 1)
             except sdp.SdpError as err:
-                self.stack.reply(ev.tx, 488, headers=[("Warning", f'399 hotline "{err}"')])
+                self.stack.reply(ev.tx, 488, headers=[("Warning", _warning(err))])
                 return
             leg.sdp_version += 1
             body = leg.local_sdp = sdp.serialise(answer)
@@ -793,6 +815,12 @@ class Switch:
                 self._submit(tenant_id, lambda t, now: t.record(_at(event, now)))
 
         self._spawn(saved())
+
+
+def _warning(err: Exception) -> str:
+    """A Warning header value (RFC 3261 §20.43) telling the peer what we could not accept."""
+    text = "".join(c for c in str(err)[:100] if c.isprintable() and c not in '"\\')
+    return f'399 hotline "{text}"'
 
 
 def _dialog_key(dialog: Dialog) -> tuple[str, str, str]:

@@ -28,6 +28,7 @@ from hotline.sip.message import (
 from hotline.sip.transaction import (
     Address,
     ClientTransaction,
+    RequestReceived,
     ServerTransaction,
     TransactionLayer,
     TUEvent,
@@ -158,6 +159,9 @@ class SipStack:
             self.handler(event)
         except Exception:
             log.exception("SIP event %s failed", type(event).__name__)
+            # a request must still get its final answer, or its transaction would linger
+            if isinstance(event, RequestReceived) and event.tx.state in ("trying", "proceeding"):
+                self.reply(event.tx, 500)
         self.flush()
 
     def _reject(self, data: bytes, err: SipError, source: Address, conn: Any) -> None:
