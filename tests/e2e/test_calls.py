@@ -22,7 +22,7 @@ from .peers import (
 from .server import CallCenter, agent_phone, sip_client, sipp_phone, wait_until
 
 TONE_RMS = 0.3 / math.sqrt(2)  # the test tones are sines at 0.3 of full scale
-CALLER_HZ, AGENT_HZ = 440, 1000
+CALLER_HZ, AGENT_HZ, SECOND_AGENT_HZ = 440, 1000, 1500
 Tone = Callable[..., Path]
 
 
@@ -261,3 +261,44 @@ def test_phone_unregistering_with_expires_0_logs_its_agent_out(center: CallCente
     state = center.wait_agent_state(agent, "logged_out")
     assert state["reason"] == "phone_unregistered", state
     assert not center.admin.get(f"/agents/{agent.code}/phone")["registered"]
+
+
+def test_agent_transfers_the_caller_to_another_queue_whose_agent_then_talks_to_them(
+    center: CallCenter, phones: PhoneFactory, tone: Tone, tmp_path: Path,
+) -> None:
+    first_queue, second_queue = center.queue(wrap_up=1.0), center.queue(wrap_up=1.0)
+    first, second = center.agent(first_queue), center.agent(second_queue)
+    first_phone = agent_phone(center, phones, tone(AGENT_HZ), first)
+    second_phone = agent_phone(center, phones, tone(SECOND_AGENT_HZ), second)
+    caller = phones("caller", tone(CALLER_HZ))
+
+    caller.dial(center.did_uri(first_queue))
+    first_phone.wait("CALL_ESTABLISHED")
+    time.sleep(2)  # the first conversation
+    (offered,) = center.events.matching(type="call_offered", agent=first.code)
+    moved = center.admin.post(f"/calls/{offered['call']}/transfer", {"queue": second_queue.id})
+    first_phone.wait("CALL_CLOSED")  # the first agent is released...
+    second_phone.wait("CALL_ESTABLISHED", timeout=10)  # ...and the caller rings the second
+    time.sleep(3)  # the second conversation
+    caller.hangup()
+    second_phone.wait("CALL_CLOSED")
+
+    # the caller heard the second agent at the end; the second agent heard the caller
+    (caller_heard,) = caller.recordings("dec")
+    end = duration_s(caller_heard)
+    assert_tone(caller_heard, SECOND_AGENT_HZ, end - 2.5, end - 0.5, level=TONE_RMS)
+    (second_heard,) = second_phone.recordings("dec")
+    assert_tone(second_heard, CALLER_HZ, 0.5, 2.5, level=TONE_RMS)
+
+    # two CDRs, the second continuing the first, each with its own recording of its agent
+    before = center.wait_cdr(first_queue, outcome="transferred", recording=True)
+    after = center.wait_cdr(second_queue, outcome="answered", recording=True)
+    assert (before["agent"], after["agent"]) == (first.code, second.code)
+    assert after["call_id"] == moved["call"] and after["transferred_from"] == before["call_id"]
+    for cdr, agent_hz in ((before, AGENT_HZ), (after, SECOND_AGENT_HZ)):
+        wav = center.admin.download(f"/calls/{cdr['call_id']}/recording",
+                                    tmp_path / f"{cdr['call_id']}.wav")
+        assert_tone(wav, CALLER_HZ, 0.5, 1.5, channel=0, level=TONE_RMS)
+        assert_tone(wav, agent_hz, 0.5, 1.5, channel=1, level=TONE_RMS)
+    center.wait_agent_state(first, "ready")
+    center.wait_media_released()

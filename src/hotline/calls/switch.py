@@ -483,6 +483,16 @@ class Switch:
 
     # ------------------------------------------------------------------ ACD commands & events
     def on_batch(self, tenant: Tenant, events: list[Event], commands: list[Command]) -> None:
+        # Transfers first: the new segment's offer in this batch must find the call.
+        for e in events:
+            if type(e) is CallTransferred:
+                call = self.calls.get(e.call)  # type: ignore[attr-defined]
+                if call is not None and call.tenant_id == tenant.id:
+                    self._end_agent_leg(call)  # the old segment's agent and recording end
+                    del self.calls[call.id]
+                    call.id = e.to_call  # type: ignore[attr-defined]
+                    self.calls[call.id] = call
+                    call.caller.media.play(self.music)
         for cmd in commands:
             call = self.calls.get(cmd.call)
             if call is None or call.tenant_id != tenant.id:
@@ -496,15 +506,7 @@ class Switch:
             elif type(cmd) is DialCallback:  # callbacks to SIP callers come with outbound calls
                 self._submit(tenant.id, _callback_failed(cmd.call))
         for e in events:
-            cls = type(e)
-            if cls is CallTransferred:
-                call = self.calls.pop(e.call, None)  # type: ignore[attr-defined]
-                if call is not None:
-                    call.id = e.to_call  # type: ignore[attr-defined]
-                    self.calls[call.id] = call
-                    self._end_agent_leg(call)
-                    call.caller.media.play(self.music)
-            elif cls in (CallEnded, CallAbandoned, CallClosed, CallRejected):
+            if type(e) in (CallEnded, CallAbandoned, CallClosed, CallRejected):
                 call = self.calls.get(e.call)  # type: ignore[attr-defined]
                 if call is not None and not call.ended:
                     self._release(call, "ended")
