@@ -42,7 +42,7 @@ from hotline.events.types import (
 from hotline.media.engine import Leg, MediaEngine, Sound, builtin_music
 from hotline.media.recorder import StereoRecorder
 from hotline.media.wav import load_prompt
-from hotline.server.live import LiveCenter, Tenant
+from hotline.server.live import CenterUnavailable, LiveCenter, Tenant
 from hotline.sip import sdp
 from hotline.sip.dialog import Dialog, request_dialog_key
 from hotline.sip.digest import DigestServer
@@ -133,6 +133,7 @@ class Switch:
         self.calls: dict[str, SipCall] = {}  # ACD call id -> call
         self.dialogs: dict[tuple[str, str, str], tuple[SipCall, CallLeg]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._pending: set[asyncio.Future[Any]] = set()  # ACD inputs not yet stored
         # recordings are opened, written and closed on their own thread, in order
         self.disk = ThreadPoolExecutor(max_workers=1, thread_name_prefix="recordings")
         self._expiry: asyncio.TimerHandle | None = None
@@ -151,8 +152,12 @@ class Switch:
         for call in list(self.calls.values()):
             self._release(call, "server_shutdown")
         self.stack.flush()
-        if self._tasks:  # the ACD inputs and recordings of those calls, while the center runs
-            await asyncio.wait(list(self._tasks), timeout=3.0)
+        # The ACD inputs and recordings of those calls, while the center still runs (a closed
+        # recording queues one more input, hence a second round).
+        for _ in range(2):
+            waiting = [*self._tasks, *self._pending]
+            if waiting:
+                await asyncio.wait(waiting, timeout=3.0)
         for task in list(self._tasks):
             task.cancel()
         if self._expiry is not None:
@@ -213,18 +218,32 @@ class Switch:
                 then: Callable[[Any], None] | None = None,
                 failed: Callable[[BaseException], None] | None = None) -> None:
         """Queue an ACD input now (so inputs keep their order) and react when it is stored."""
+        try:
+            future = self.center.enqueue(tenant_id, op)
+        except (CenterUnavailable, KeyError) as err:
+            log.warning("ACD input not taken: %s", err)
+            return
 
-        async def run() -> None:
-            try:
-                result = await self.center.submit(tenant_id, op)
-            except (ACDError, KeyError) as err:
-                if failed is not None:
-                    failed(err)
+        def done(f: asyncio.Future[Any]) -> None:
+            self._pending.discard(f)
+            if f.cancelled():
                 return
-            if then is not None:
-                then(result)
+            err = f.exception()
+            try:
+                if err is None:
+                    if then is not None:
+                        then(f.result())
+                elif isinstance(err, ACDError | KeyError):
+                    if failed is not None:
+                        failed(err)
+                else:
+                    log.error("ACD input failed: %s", err)
+            except Exception:
+                log.exception("reacting to an ACD input failed")
+            self.stack.flush()
 
-        self._spawn(run())
+        self._pending.add(future)
+        future.add_done_callback(done)
 
     # ------------------------------------------------------------------ SIP events
     def on_sip(self, event: TUEvent) -> None:

@@ -251,6 +251,12 @@ class LiveCenter:
 
     async def submit(self, tenant_id: int, op: Callable[[Tenant, float], T]) -> T:
         """Run ``op(tenant, now)`` on the tenant's engine; returns once its events are stored."""
+        return await self.enqueue(tenant_id, op)
+
+    def enqueue(self, tenant_id: int, op: Callable[[Tenant, float], T]) -> asyncio.Future[T]:
+        """``submit`` without a coroutine: queued now (inputs keep their order), the future
+        is done once its events are stored. For drivers reacting to many events (the SIP
+        switch), where a task per input would cost more than the input."""
         if self.failure is not None:
             raise self.failure
         if self._inbox is None:
@@ -259,7 +265,7 @@ class LiveCenter:
             raise KeyError(tenant_id)
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         self._inbox.put_nowait(_Request(tenant_id, op, future))
-        return await future
+        return future
 
     def new_call_id(self) -> str:
         return uuid.uuid4().hex[:20]
