@@ -103,9 +103,9 @@ def create_app(settings: Settings) -> FastAPI:
                     )
                     phones = " or ".join(ext for _, ext in demo.PHONE_AGENTS)
                     demo_phone_notice = (
-                        f"  phones: register {phones} (password {phone_password}) at "
-                        "{sip}; then call sip:" + demo.PHONE_DID + "@{sip} from any softphone "
-                        "on the local network and the registered phone rings"
+                        f"  phones: register {phones} with password {phone_password} at {{sip}}"
+                        "\n    then call sip:" + demo.PHONE_DID + "@{sip} from another "
+                        "softphone on your network: the registered phone rings"
                     )
             for tenant in db.scalars(select(Tenant).order_by(Tenant.id)):
                 center.add_tenant(tenant_setup(db, tenant))
