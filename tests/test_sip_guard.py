@@ -99,10 +99,15 @@ def test_a_successful_login_clears_the_failures() -> None:
     assert not guard.is_banned(PHONE, 20.0)
 
 
-def test_trusted_addresses_are_never_banned() -> None:
-    guard = SourceGuard(GuardConfig(max_failures=2))
+def test_trusted_addresses_are_never_banned_but_may_not_guess_passwords() -> None:
+    guard = SourceGuard(GuardConfig(max_failures=2, ban_seconds=600.0))
     guard.trusted.add(TRUNK)
-    assert not any(guard.auth_failed(TRUNK, float(t)) for t in range(100))  # "banned" is false
+    assert not guard.auth_failed(TRUNK, 0.0)
+    assert guard.auth_failed(TRUNK, 1.0)  # a trunk's address guessing phones' passwords...
+    assert not guard.may_authenticate(TRUNK, 2.0)  # ...may not log in for a while...
+    assert guard.admit(TRUNK, datagram(), 2.0)  # ...but its calls still come in
+    assert not guard.is_banned(TRUNK, 2.0)
+    assert guard.may_authenticate(TRUNK, 601.0)
     guard.ban(TRUNK, 0.0)
     assert not guard.is_banned(TRUNK, 1.0)
     assert guard.admit(TRUNK, datagram(), 1.0)

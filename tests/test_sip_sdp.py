@@ -742,3 +742,13 @@ def test_mutated_bodies_only_ever_raise_sdp_error() -> None:
             continue
         answered += 1
     assert parsed > 1000 and answered > 500
+
+
+def test_a_media_address_that_is_a_host_name_is_refused() -> None:
+    """Resolving it would stall the media loop on DNS for every packet: answer 488 instead."""
+    named = parse(
+        "v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 rtp.example.com\r\nt=0 0\r\n"
+        "m=audio 4000 RTP/AVP 0\r\n"
+    )
+    with pytest.raises(SdpError, match="not an IP address"):
+        answer(named, HOTLINE, 20000)

@@ -152,7 +152,8 @@ def sip_config(
     if not sep or not port_text.isdigit() or not 0 <= int(port_text) < 65536:
         fail(f"--sip: {listen!r} is not ADDRESS:PORT (or 'off')")
     try:
-        ipaddress.ip_address(host)
+        if ipaddress.ip_address(host).version != 4:
+            fail("--sip: only IPv4 is supported for now (RTP is IPv4)")
     except ValueError:
         fail(f"--sip: {host!r} is not an IP address")
     low, sep, high = rtp_ports.partition("-")

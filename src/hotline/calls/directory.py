@@ -73,14 +73,20 @@ class Directory:
             d.routes[r.did] = (r.tenant_id, r.queue)
         return d
 
-    def trunk_for(self, host: str) -> TrunkEntry | None:
-        """The trunk whose allow-list has ``host`` (the most specific network wins)."""
+    def trunk_for(self, host: str, tenant_id: int | None) -> TrunkEntry | None:
+        """The tenant's trunk whose allow-list has ``host`` (the most specific network wins).
+        Only the tenant that owns the dialled number is asked: another tenant's allow-list
+        must not claim its calls."""
+        if tenant_id is None:
+            return None
         try:
             addr = ipaddress.ip_address(host)
         except ValueError:
             return None
         best: tuple[int, TrunkEntry] | None = None
         for trunk in self.trunks:
+            if trunk.tenant_id != tenant_id:
+                continue
             for net in trunk.networks:
                 if (addr.version == net.version and addr in net
                         and (best is None or net.prefixlen > best[0])):

@@ -15,8 +15,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import secrets
 import time
+import urllib.parse
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -25,11 +27,19 @@ from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from hotline.acd.commands import CancelOffer, Command, DialCallback, Offer, Reject
-from hotline.acd.engine import LOGGED_OUT, ACDError
+from hotline.acd.commands import (
+    CancelOffer,
+    Command,
+    DialCallback,
+    ExitToCallback,
+    Offer,
+    Reject,
+)
+from hotline.acd.engine import LOGGED_OUT, NOT_READY, ACDError
 from hotline.calls.directory import Directory
 from hotline.events.types import (
     CallAbandoned,
+    CallbackFailed,
     CallClosed,
     CallEnded,
     CallRecorded,
@@ -45,7 +55,8 @@ from hotline.media.wav import load_prompt
 from hotline.server.live import CenterUnavailable, LiveCenter, Tenant
 from hotline.sip import sdp
 from hotline.sip.dialog import Dialog, request_dialog_key
-from hotline.sip.digest import DigestServer
+from hotline.sip.digest import DigestError, DigestServer
+from hotline.sip.digest import parse_header as parse_digest_header
 from hotline.sip.guard import SourceGuard
 from hotline.sip.message import Headers, Request, Response, SipError, parse_name_addr, parse_uri
 from hotline.sip.registrar import Binding, Registrar
@@ -95,6 +106,7 @@ class SipCall:
     recorded_at: float = 0.0
     ended: bool = False
     digits: list[str] = field(default_factory=list)
+    number: str = "anonymous"  # the caller's number, safe to show and to put in a header
 
 
 @dataclass
@@ -110,6 +122,7 @@ class SwitchConfig:
     # lists an algorithm they lack instead of picking the MD5 one.
     digest_algorithms: tuple[str, ...] = ("MD5",)
     music: Path | None = None  # music on hold (any WAV); None: the built-in chimes
+    max_ring: float = 60.0  # seconds a phone may ring when its queue sets no ring timeout
 
 
 class Switch:
@@ -134,6 +147,9 @@ class Switch:
         self.dialogs: dict[tuple[str, str, str], tuple[SipCall, CallLeg]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._pending: set[asyncio.Future[Any]] = set()  # ACD inputs not yet stored
+        self._nonce_counts: dict[str, tuple[int, float]] = {}  # nonce -> (last nc, when)
+        self._nonces_swept = 0.0
+        self._trust_pending = False
         # recordings are opened, written and closed on their own thread, in order
         self.disk = ThreadPoolExecutor(max_workers=1, thread_name_prefix="recordings")
         self._expiry: asyncio.TimerHandle | None = None
@@ -144,6 +160,7 @@ class Switch:
         await self.media.start()
         await self.stack.start()
         self.center.listeners.append(self.on_batch)
+        self.stack.on_connection_closed = self._connection_closed
         self._schedule_expiry()
 
     async def stop(self) -> None:
@@ -222,6 +239,8 @@ class Switch:
             future = self.center.enqueue(tenant_id, op)
         except (CenterUnavailable, KeyError) as err:
             log.warning("ACD input not taken: %s", err)
+            if failed is not None:
+                failed(err)
             return
 
         def done(f: asyncio.Future[Any]) -> None:
@@ -258,8 +277,7 @@ class Switch:
         elif isinstance(event, AckTimeout):  # the caller never confirmed our answer
             for call in list(self.calls.values()):
                 if call.server_tx is event.tx:
-                    call.caller.up = False
-                    self._caller_gone(call)
+                    self._caller_gone(call)  # and a BYE, in case only the ACK was lost
                     break
         elif isinstance(event, AckReceived):
             pass  # the dialog is confirmed; nothing waits for it
@@ -309,7 +327,15 @@ class Switch:
             self.stack.reply(ev.tx, challenge_status,
                              headers=[(challenge, c) for c in self.digest.challenge(now)])
             return None
+        if not self.guard.may_authenticate(ev.source[0], self.stack.now()):
+            self.stack.reply(ev.tx, 403, "Forbidden")
+            return None
         verdict = self.digest.verify(value, req.method, self.directory.ha1, now)
+        if verdict.outcome == "ok" and not self._fresh(value, now):
+            # the same nonce and count again: a replayed request (RFC 7616 §5.5)
+            self.stack.reply(ev.tx, challenge_status,
+                             headers=[(challenge, c) for c in self.digest.challenge(now, True)])
+            return None
         if verdict.outcome == "ok" and not _same_target(verdict.uri, req.uri):
             # a valid answer computed for another request (RFC 7616 §3.4.6): a replay
             self.stack.reply(ev.tx, 400, "Authorization For Another URI")
@@ -329,6 +355,29 @@ class Switch:
                     ev.source[0], verdict.outcome, "; address banned" if banned else "")
         self.stack.reply(ev.tx, 403, "Forbidden")
         return None
+
+    def _fresh(self, header: str, now: float) -> bool:
+        """Whether this (nonce, nc) is new: each nonce's count must grow, or it is a replay."""
+        try:
+            _, params = parse_digest_header(header)
+        except DigestError:
+            return False
+        nonce, nc_text = params.get("nonce", ""), params.get("nc", "")
+        try:
+            nc = int(nc_text, 16) if nc_text else 0
+        except ValueError:
+            return False
+        last = self._nonce_counts.get(nonce)
+        if last is not None and nc <= last[0]:
+            return False
+        self._nonce_counts[nonce] = (nc, now)
+        if len(self._nonce_counts) > 100_000 or now - self._nonces_swept > 60:
+            self._nonces_swept = now
+            horizon = now - 2 * self.digest.nonce_lifetime
+            self._nonce_counts = {
+                n: v for n, v in self._nonce_counts.items() if v[1] > horizon
+            }
+        return True
 
     # ------------------------------------------------------------------ registrar
     def _register(self, ev: RequestReceived) -> None:
@@ -383,21 +432,41 @@ class Switch:
             t.record(_at(event, now))
             if not login or not t.acd.has_agent(agent):
                 return
-            state, _ = t.acd.agent_state(agent)
+            state, why = t.acd.agent_state(agent)
             if contacts and state == LOGGED_OUT:
                 t.acd.login(now, agent, ready=True)
+            elif contacts and state == NOT_READY and (why or "").startswith("phone_"):
+                t.acd.set_ready(now, agent)  # made not ready because the phone was gone
             elif not contacts and state != LOGGED_OUT:  # after the call, if on one
                 t.acd.logout(now, agent, "phone_" + reason)
 
         self._submit(tenant_id, op)
 
     def _refresh_trust(self) -> None:
+        """Recount the addresses with registered phones, at most twice a second (a rebuild
+        costs O(phones); thousands of phones refresh their registrations all the time)."""
+        if self._trust_pending or self.stack.loop is None:
+            return
+        self._trust_pending = True
+        self.stack.loop.call_later(0.5, self._rebuild_trust)
+
+    def _rebuild_trust(self) -> None:
+        self._trust_pending = False
         now = self.stack.now()
         hosts: dict[str, int] = {}
         for aor in list(self.registrar.bindings):
             for b in self.registrar.lookup(aor, now):
                 hosts[b.source[0]] = hosts.get(b.source[0], 0) + 1
         self.guard.registered = hosts
+
+    def _connection_closed(self, conn: Any) -> None:
+        """A phone's TCP connection closed: nothing reaches it any more (RFC 5626 §4.4)."""
+        for username in self.registrar.unbind_connection(conn):
+            account = self.directory.accounts.get(username)
+            if account is not None and account.agent is not None:
+                self._phone_changed(account.tenant_id, account.agent, username, [],
+                                    "connection_closed")
+        self._refresh_trust()
 
     def _schedule_expiry(self) -> None:
         when = self.registrar.next_expiry()
@@ -419,22 +488,29 @@ class Switch:
     # ------------------------------------------------------------------ inbound calls
     def _invite(self, ev: RequestReceived) -> None:
         req = ev.request
-        trunk = self.directory.trunk_for(ev.source[0])
+        if self.center.failure is not None:  # nothing could be recorded: don't answer
+            self.stack.reply(ev.tx, 503, headers=[("Retry-After", "30")])
+            return
+        # The dialled number picks the tenant; only that tenant's trunks (or its phones and
+        # digest trunks, authenticated) may call it.
+        did = parse_uri(req.uri).user or ""
+        route = self.directory.routes.get(did)
+        trunk = self.directory.trunk_for(ev.source[0], route[0] if route else None)
         if trunk is not None:
-            tenant_id = trunk.tenant_id
             origin = {"trunk": trunk.code}
         else:
             username = self._authenticate(ev, "Proxy-Authorization", 407)
             if username is None:
                 return
             account = self.directory.accounts[username]
-            tenant_id = account.tenant_id
+            if route is None or route[0] != account.tenant_id:
+                self.stack.reply(ev.tx, 404, "No Such Number")
+                return
             origin = {"trunk": account.trunk} if account.trunk else {"phone": username}
-        did = parse_uri(req.uri).user or ""
-        route = self.directory.routes.get(did)
-        if route is None or route[0] != tenant_id:
+        if route is None:
             self.stack.reply(ev.tx, 404, "No Such Number")
             return
+        tenant_id = route[0]
         if not req.body:
             self.stack.reply(ev.tx, 488, "Offer Required")
             return
@@ -477,7 +553,7 @@ class Switch:
         leg.configure((neg.remote_address, neg.remote_port), neg.codec, neg.payload_type,
                       neg.dtmf_payload_type, neg.sends)
         tag = self.stack.layer.new_tag()
-        contact = f"<sip:{did}@{self.config.advertised}:{self.stack.port}>"
+        contact = f"<sip:{escape_user(did)}@{self.config.advertised}:{self.stack.port}>"
         dialog = Dialog.as_uas(req, tag, contact, ev.source, ev.conn)
         call_id = self.center.new_call_id()
         body = sdp.serialise(answer)
@@ -491,14 +567,18 @@ class Switch:
         leg.play(self.music)
         caller = parse_name_addr(req.headers.get("From") or "")
         try:
-            number = parse_uri(caller.uri).user
+            number = safe_number(parse_uri(caller.uri).user)
         except SipError:
             number = None
+        call.number = number or "anonymous"
         data: dict[str, Any] = {"did": did, **origin}
         if caller.display:
-            data["name"] = caller.display
-        self._submit(tenant_id, lambda t, now: t.acd.call_arrived(
-            now, call_id, queue, data=data, number=number))
+            data["name"] = caller.display[:100]
+        self._submit(
+            tenant_id,
+            lambda t, now: t.acd.call_arrived(now, call_id, queue, data=data, number=number),
+            failed=lambda err: self._release(call, f"refused: {err}"),
+        )
 
     # ------------------------------------------------------------------ ACD commands & events
     def on_batch(self, tenant: Tenant, events: list[Event], commands: list[Command]) -> None:
@@ -522,10 +602,12 @@ class Switch:
                 self._cancel_offer(call, cmd.agent)  # type: ignore[attr-defined]
             elif type(cmd) is Reject:
                 self._release(call, "rejected")
+            elif type(cmd) is ExitToCallback:  # the ACD keeps the caller's place; hang up
+                self._release(call, "callback")
             elif type(cmd) is DialCallback:  # callbacks to SIP callers come with outbound calls
                 self._submit(tenant.id, _callback_failed(cmd.call))
         for e in events:
-            if type(e) in (CallEnded, CallAbandoned, CallClosed, CallRejected):
+            if type(e) in (CallEnded, CallAbandoned, CallClosed, CallRejected, CallbackFailed):
                 call = self.calls.get(e.call)  # type: ignore[attr-defined]
                 if call is not None and not call.ended:
                     self._release(call, "ended")
@@ -553,14 +635,11 @@ class Switch:
         session = secrets.randbits(31)
         offer = sdp.offer(self.config.advertised, media.port, session_id=session)
         body = sdp.serialise(offer)
-        caller_number = call.caller.dialog.remote.uri if call.caller.dialog else ""
-        try:
-            number = parse_uri(caller_number).user or "anonymous"
-        except SipError:
-            number = "anonymous"
+        number = call.number
         host = f"{self.config.advertised}:{self.stack.port}"
         h = Headers()
-        h.add("From", f'"{number}" <sip:{number}@{host}>;tag={self.stack.layer.new_tag()}')
+        h.add("From", f'"{number}" <sip:{escape_user(number)}@{host}>'
+                      f";tag={self.stack.layer.new_tag()}")
         h.add("To", f"<sip:{username}@{host}>")
         h.add("Call-ID", f"{secrets.token_hex(12)}@{self.config.advertised}")
         h.add("CSeq", "1 INVITE")
@@ -574,6 +653,15 @@ class Switch:
         target = phone_address(binding)
         leg.invite = self.stack.request(invite, target, binding.conn)
         leg.invite.user = (call, agent, leg, offer, target, binding.conn)
+        if self.stack.loop is not None:  # a queue without a ring timeout: ours applies
+            self.stack.loop.call_later(self.config.max_ring, self._ring_expired, call, agent,
+                                       leg)
+
+    def _ring_expired(self, call: SipCall, agent: str, leg: CallLeg) -> None:
+        if call.ringing.get(agent) is leg and leg.invite is not None and not leg.cancelled:
+            leg.cancelled = True
+            self.stack.cancel(leg.invite)
+            self._offer_failed(call, agent, "phone_no_answer")
 
     def _cancel_offer(self, call: SipCall, agent: str) -> None:
         """The ACD withdrew the offer (RONA, answered elsewhere, the caller left)."""
@@ -656,7 +744,13 @@ class Switch:
         call_id = call.id
 
         def answered(_: Any) -> None:
-            if call.ended or call.ringing.get(agent) is not leg:
+            if call.ended:
+                return
+            if call.ringing.get(agent) is not leg:
+                # The ACD took an answer whose leg we had already hung up (a ring-all RONA
+                # re-offered the agent meanwhile): no audio path exists, so end the call
+                # rather than leave it "connected" in silence.
+                self._submit(call.tenant_id, _hang_up(call.id))
                 return
             del call.ringing[agent]
             call.wanted.discard(agent)
@@ -838,6 +932,22 @@ class Switch:
         self._spawn(saved())
 
 
+_USER_UNSAFE = re.compile(r"[^0-9A-Za-z+*#._-]")
+
+
+def safe_number(user: str | None) -> str | None:
+    """A caller's number as we show it and pass it on: characters a number can have, no more
+    (the user part arrives %-decoded and could carry quotes or line breaks into a header)."""
+    if not user:
+        return None
+    return _USER_UNSAFE.sub("", user)[:32] or None
+
+
+def escape_user(user: str) -> str:
+    """A URI user part with what RFC 3261 §25.1 does not allow there %-escaped (e.g. '#')."""
+    return urllib.parse.quote(user, safe="-_.!~*'()&=+$,;?/")
+
+
 def _warning(err: Exception) -> str:
     """A Warning header value (RFC 3261 §20.43) telling the peer what we could not accept."""
     text = "".join(c for c in str(err)[:100] if c.isprintable() and c not in '"\\')
@@ -871,6 +981,15 @@ def _same_target(digest_uri: str | None, request_uri: str) -> bool:
     except SipError:
         return digest_uri == request_uri
     return (a.user, a.host, a.port) == (b.user, b.host, b.port)
+
+
+def _hang_up(call_id: str) -> Callable[[Tenant, float], None]:
+    def op(t: Tenant, now: float) -> None:
+        info = t.acd.call_info(call_id)
+        if info is not None and info["state"] == "connected":
+            t.acd.hangup(now, call_id)
+
+    return op
 
 
 def _callback_failed(call_id: str) -> Callable[[Tenant, float], None]:

@@ -26,6 +26,7 @@ from hotline.media.recorder import StereoRecorder
 
 log = logging.getLogger("hotline.media")
 FRAME = 160  # samples per 20 ms packet at 8 kHz
+LATCH_PACKETS = 5  # packets in a row from one unsignalled source before we answer there
 PTIME = 0.020
 Address = tuple[str, int]
 
@@ -117,6 +118,8 @@ class Leg:
         self.inband: InbandDtmfDetector | None = None
         self.received_packets = 0
         self.sent_packets = 0
+        self._candidate: tuple[Address, bytes] | None = None  # (source, SSRC) asking to latch
+        self._candidate_count = 0
         self._event_in = -1  # the peer's timestamp of the key press being relayed
         self._event_out = 0
         self.closed = False
@@ -134,6 +137,8 @@ class Leg:
             self.sdp_remote = remote
             self.remote = remote
             self.latched = False
+            self._candidate = None
+            self._candidate_count = 0
         self.codec = codec
         self.payload_type = payload_type
         self.dtmf_payload_type = dtmf_payload_type
@@ -151,10 +156,10 @@ class Leg:
         if self.closed:
             return
         if addr != self.remote:
-            if self.latched or self.remote is None:
-                return  # not our peer (or RTP before we know whom to expect)
-            self.remote = addr  # symmetric RTP: answer where the peer really sends from
-        self.latched = True
+            if not self._latch(data, addr):
+                return
+        elif not self.latched:
+            self.latched = True
         # Fast path: a plain audio packet (version 2, no padding/extension/CSRC, our codec)
         if len(data) > 12 and data[0] == 0x80 and (data[1] & 0x7F) == self.payload_type:
             self.received_packets += 1
@@ -182,6 +187,34 @@ class Leg:
             peer = self.peer
             if peer is not None and peer.sound is None:
                 peer.relay_event(pkt.payload, pkt.timestamp, pkt.marker)
+
+    def _latch(self, data: bytes, addr: Address) -> bool:
+        """Symmetric RTP (RFC 7362) without its hijack: a peer behind NAT sends from another
+        address than its SDP says, and we answer there; but only well-formed RTP of the
+        negotiated payload types counts, the SDP address wins whenever it speaks, and another
+        address must send LATCH_PACKETS packets in a row (one SSRC) before it is believed."""
+        if self.sdp_remote is None or len(data) < 12 or data[0] & 0xC0 != 0x80:
+            return False
+        pt = data[1] & 0x7F
+        if pt != self.payload_type and pt != self.dtmf_payload_type:
+            return False
+        if addr == self.sdp_remote:  # the signalled peer itself: always believed
+            self.remote = addr
+            self.latched = True
+            self._candidate = None
+            return True
+        if self.latched and self.remote == self.sdp_remote:
+            return False  # the signalled address already speaks: nobody else may
+        key = (addr, data[8:12])
+        if key != self._candidate:
+            self._candidate = key
+            self._candidate_count = 0
+        self._candidate_count += 1
+        if self._candidate_count < LATCH_PACKETS:
+            return False
+        self.remote = addr
+        self.latched = True
+        return True
 
     def _heard(self, payload: bytes) -> None:
         """Audio from this leg's phone: into the recording (still encoded: it is decoded in
@@ -274,10 +307,9 @@ class MediaEngine:
     ) -> None:
         self.host = host
         self.port_min, self.port_max = ports
-        self.rng = rng or random.Random()
+        self.rng = rng or random.SystemRandom()
         self.legs: dict[int, Leg] = {}
         self.playing: set[Leg] = set()
-        self._next_port = self.port_min + (self.port_min % 2)
         self._ticker: asyncio.TimerHandle | None = None
         self._tick_at = 0.0
         self.late_ticks = 0
@@ -301,27 +333,30 @@ class MediaEngine:
             leg.close()
 
     async def open_leg(self) -> Leg:
-        """A leg on a free even port of the range (odd ports are left for RTCP)."""
+        """A leg on a free even port of the range (odd ports are left for RTCP), picked at
+        random: a port nobody can predict is one nobody can spray in advance."""
         assert self.loop is not None
-        span = (self.port_max - self.port_min) // 2 + 1
-        for _ in range(span):
-            port = self._next_port
-            self._next_port += 2
-            if self._next_port > self.port_max:
-                self._next_port = self.port_min + (self.port_min % 2)
+        low = self.port_min + (self.port_min % 2)
+        span = (self.port_max - low) // 2 + 1
+        start = self.rng.randrange(span)
+        for i in range(min(span, 64)):
+            port = low + 2 * ((start + i * 7919) % span)  # a prime stride visits many ports
             if port in self.legs:
                 continue
-            sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            try:
+                sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            except OSError as err:  # out of file descriptors
+                raise RuntimeError(f"cannot open an RTP socket: {err}") from err
             try:
                 sock.bind((self.host, port))
+                sock.setblocking(False)
+                leg = Leg(self, port, self.rng)
+                transport, _ = await self.loop.create_datagram_endpoint(
+                    functools.partial(_LegProtocol, leg), sock=sock
+                )
             except OSError:
                 sock.close()
                 continue
-            sock.setblocking(False)
-            leg = Leg(self, port, self.rng)
-            transport, _ = await self.loop.create_datagram_endpoint(
-                functools.partial(_LegProtocol, leg), sock=sock
-            )
             leg.transport = transport
             self.legs[port] = leg
             return leg

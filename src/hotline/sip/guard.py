@@ -51,6 +51,8 @@ class SourceGuard:
         self._sources: dict[str, _Source] = {}
         self.dropped = 0
         self.bans = 0
+        self._trusted_failures: dict[str, deque[float]] = {}
+        self.auth_blocked_until: dict[str, float] = {}
         self._total_tokens = self.config.unknown_total_burst
         self._total_updated = 0.0
 
@@ -91,10 +93,19 @@ class SourceGuard:
         return True
 
     def auth_failed(self, host: str, now: float) -> bool:
-        """Count a failed authentication; True when the address is now banned."""
-        if host in self.trusted:
-            return False  # never banned (see ban), so not counted either
+        """Count a failed authentication; True when the address is now banned. A trunk's
+        address is never banned (its calls must go on) but may not log in for as long."""
         cfg = self.config
+        if host in self.trusted:
+            failures = self._trusted_failures.setdefault(host, deque())
+            failures.append(now)
+            while failures and failures[0] <= now - cfg.failure_window:
+                failures.popleft()
+            if len(failures) >= cfg.max_failures:
+                self.auth_blocked_until[host] = now + cfg.ban_seconds
+                failures.clear()
+                return True
+            return False
         src = self._sources.get(host)
         if src is None:
             src = self._track(host, now)
@@ -104,6 +115,16 @@ class SourceGuard:
             failures.popleft()
         if len(failures) >= cfg.max_failures:
             self.ban(host, now)
+            return True
+        return False
+
+    def may_authenticate(self, host: str, now: float) -> bool:
+        """False while an address (a trunk's) is barred from logging in after failures."""
+        until = self.auth_blocked_until.get(host)
+        if until is None:
+            return True
+        if until <= now:
+            del self.auth_blocked_until[host]
             return True
         return False
 

@@ -14,8 +14,8 @@ from hotline.sip.message import Request, SipError, parse_name_addr, parse_uri
 from hotline.sip.transaction import Address
 
 MIN_EXPIRES = 60
-MAX_EXPIRES = 3600
-DEFAULT_EXPIRES = 3600
+MAX_EXPIRES = 600  # bindings live in memory: after a restart phones are back within this
+DEFAULT_EXPIRES = 600
 MAX_BINDINGS = 5  # per address of record: desk phone, softphone, mobile... not a flood
 
 
@@ -115,6 +115,18 @@ class Registrar:
         found = [b for b in self.bindings.get(aor, {}).values() if b.expires_at > now]
         found.sort(key=lambda b: b.registered_at, reverse=True)
         return found
+
+    def unbind_connection(self, conn: Any) -> list[str]:
+        """A TCP connection closed: its bindings are gone (nothing else reaches those phones).
+        Returns the AORs left with no binding."""
+        lost: list[str] = []
+        for aor, current in list(self.bindings.items()):
+            for uri in [u for u, b in current.items() if b.conn is conn]:
+                del current[uri]
+            if not current:
+                del self.bindings[aor]
+                lost.append(aor)
+        return lost
 
     def unbind(self, aor: str) -> bool:
         return self.bindings.pop(aor, None) is not None

@@ -10,6 +10,7 @@ RTP; anything else is an :class:`SdpError`, which the caller turns into 488.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import secrets
 from collections.abc import Sequence
@@ -514,6 +515,16 @@ def _connection_of(section: MediaDescription, sdp: SessionDescription, role: str
     address = section.connection or sdp.connection
     if address is None:
         raise SdpError(f"the {role} has no c= line for its audio stream")
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        # RFC 4566 allows a host name; resolving it would block the media loop on DNS for
+        # every packet, and no phone or carrier we serve needs it: refuse (488).
+        raise SdpError(
+            f"the {role}'s media address {address[:60]!r} is not an IP address"
+        ) from None
+    if ip.is_multicast:
+        raise SdpError(f"the {role}'s media address {address} is multicast")
     return address
 
 

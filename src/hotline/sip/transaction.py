@@ -218,6 +218,8 @@ class TransactionLayer:
                     self._arm(tx, now + (0.0 if tx.reliable else self.t4))
                 return []
             waiting = self.awaiting_ack.get((req.call_id, req.cseq[0]))
+            if waiting is not None and _to_tag(req) != waiting.ack_tag:
+                return []  # not for our 2xx: the dialog is Call-ID and both tags (§12)
             if waiting is None:
                 return [AckReceived(req, None, source)]
             if waiting.state == CONFIRMED:
@@ -329,6 +331,7 @@ class TransactionLayer:
                 tx.interval = self.t1
                 tx.timeout_at = now + 64 * self.t1
                 cseq = tx.request.cseq[0]
+                tx.ack_tag = _to_tag(resp)  # the ACK must name the dialog this 2xx made
                 self.awaiting_ack[(tx.request.call_id, cseq)] = tx
                 self._arm(tx, now + (tx.timeout_at - now if tx.reliable else self.t1))
             else:

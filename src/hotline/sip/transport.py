@@ -62,18 +62,36 @@ class _Tcp(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]
         peer = transport.get_extra_info("peername")
         self.peer = (peer[0], peer[1])
-        if not self.stack.guard.admit(self.peer[0], b"", self.stack.now()):
+        stack = self.stack
+        per_address = sum(1 for c in stack.connections if c.peer[0] == self.peer[0])
+        if (len(stack.connections) >= MAX_CONNECTIONS or per_address >= MAX_PER_ADDRESS
+                or not stack.guard.admit(self.peer[0], b"", stack.now())):
             transport.close()
+            return
+        stack.connections.add(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.stack.connections.discard(self)
+        self.stack.connection_closed(self)
 
     def data_received(self, data: bytes) -> None:
         self.buffer += data
         try:
             for frame in stream_frames(self.buffer):
+                # each message passes the guard, as datagrams do: a ban ends the connection
+                if not self.stack.guard.admit(self.peer[0], frame, self.stack.now()):
+                    if self.stack.guard.is_banned(self.peer[0], self.stack.now()):
+                        self.close()
+                        return
+                    continue
                 self.stack.received(frame, self.peer, self, stream=True)
         except SipError as err:
             log.debug("closing SIP/TCP connection from %s: %s", self.peer[0], err)
-            if self.transport is not None:
-                self.transport.close()
+            self.close()
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
 
     def send(self, data: bytes) -> None:
         if self.transport is not None and not self.transport.is_closing():
@@ -81,6 +99,8 @@ class _Tcp(asyncio.Protocol):
 
 
 Handler = Callable[[TUEvent], None]
+MAX_CONNECTIONS = 5000  # SIP/TCP connections at once (each costs a file descriptor)
+MAX_PER_ADDRESS = 20
 
 
 class SipStack:
@@ -99,6 +119,8 @@ class SipStack:
         self._timer_at = 0.0
         self.received_messages = 0
         self.bad_messages = 0
+        self.connections: set[_Tcp] = set()
+        self.on_connection_closed: Callable[[Any], None] = lambda conn: None
 
     def now(self) -> float:
         assert self.loop is not None
@@ -121,7 +143,15 @@ class SipStack:
             self.udp.close()
         if self.tcp is not None:
             self.tcp.close()
+            for conn in list(self.connections):  # else wait_closed waits for them (3.12+)
+                conn.close()
             await self.tcp.wait_closed()
+
+    def connection_closed(self, conn: Any) -> None:
+        try:
+            self.on_connection_closed(conn)
+        except Exception:
+            log.exception("handling a closed SIP/TCP connection failed")
 
     # ------------------------------------------------------------------ input
     def received(self, data: bytes, source: Address, conn: Any, stream: bool = False) -> None:

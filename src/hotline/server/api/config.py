@@ -181,7 +181,9 @@ def get_tenant(slug: str, caller: Caller, db: DB) -> dict[str, Any]:
 
 
 @router.patch("/tenants/{slug}", tags=["tenants"])
-def patch_tenant(slug: str, body: TenantPatch, caller: Caller, db: DB) -> dict[str, Any]:
+def patch_tenant(
+    slug: str, body: TenantPatch, caller: Caller, db: DB, state: State
+) -> dict[str, Any]:
     tenant = _tenant(db, slug)
     if not (caller.platform_admin or (caller.role == "admin" and tenant.id == caller.tenant_id)):
         raise not_found(f"tenant {slug!r}") if tenant.id != caller.tenant_id else forbidden()
@@ -191,6 +193,8 @@ def patch_tenant(slug: str, body: TenantPatch, caller: Caller, db: DB) -> dict[s
         tenant.settings = body.settings.model_dump(mode="json")
     audit(db, caller, "tenant.update", slug, **body.model_dump(mode="json", exclude_none=True))
     db.commit()
+    if body.settings is not None:
+        telephony_changed(state)  # e.g. phone_login
     return _tenant_out(tenant)
 
 
