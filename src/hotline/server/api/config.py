@@ -306,7 +306,11 @@ def _coded(
     schema: type[Model],
     tag: str,
     on_change: Callable[[ServerState, int, Session], None] | None = None,
+    check: Callable[[Session, int], None] | None = None,
 ) -> None:
+    """CRUD for a small coded resource. ``check`` may refuse a change (before it is
+    committed); ``on_change`` tells the live center, after the commit: it must not run while
+    this session holds SQLite's write lock, which the event store may be waiting for."""
     fields = [f for f in schema.model_fields if f != "code"]
 
     def out(row: Any) -> dict[str, Any]:
@@ -316,6 +320,9 @@ def _coded(
         return _one(db, table, tenant_id, code, tag)
 
     def changed(state: ServerState, tenant_id: int, db: Session) -> None:
+        if check is not None:
+            check(db, tenant_id)
+        db.commit()
         if on_change is not None:
             on_change(state, tenant_id, db)
 
@@ -333,7 +340,6 @@ def _coded(
         audit(db, caller, f"{tag}.create", data["code"], **data)
         db.flush()
         changed(state, caller.tenant_id, db)
-        db.commit()
         return out(row)
 
     def get(code: str, caller: Caller, db: DB) -> dict[str, Any]:
@@ -349,7 +355,6 @@ def _coded(
         audit(db, caller, f"{tag}.update", code, **data)
         db.flush()
         changed(state, caller.tenant_id, db)
-        db.commit()
         return out(row)
 
     def remove(code: str, caller: Admin, db: DB, state: State) -> None:
@@ -358,7 +363,6 @@ def _coded(
         audit(db, caller, f"{tag}.delete", code)
         db.flush()
         changed(state, caller.tenant_id, db)
-        db.commit()
 
     router.add_api_route(f"/{path}", list_, methods=["GET"], tags=[tag], name=f"list_{tag}")
     router.add_api_route(
@@ -396,7 +400,7 @@ def _dispositions_changed(state: ServerState, tenant_id: int, db: Session) -> No
     apply_live(state, tenant_id, op)
 
 
-def _skill_in_use(state: ServerState, tenant_id: int, db: Session) -> None:
+def _skill_in_use(db: Session, tenant_id: int) -> None:
     known = set(db.scalars(select(Skill.code).where(Skill.tenant_id == tenant_id)))
     for agent in db.scalars(select(Agent).where(Agent.tenant_id == tenant_id)):
         for skill in agent.skills:
@@ -412,7 +416,7 @@ def _skill_in_use(state: ServerState, tenant_id: int, db: Session) -> None:
                     )
 
 
-_coded("skills", Skill, SkillIn, "skill", _skill_in_use)
+_coded("skills", Skill, SkillIn, "skill", check=_skill_in_use)
 _coded("reason-codes", ReasonCode, ReasonIn, "reason_code", _reasons_changed)
 _coded("dispositions", Disposition, DispositionIn, "disposition", _dispositions_changed)
 _coded("business-hours", BusinessHours, BusinessHoursIn, "business_hours")
