@@ -174,12 +174,21 @@ class Center:
                 ]
                 if auth:
                     lines.append(f"Authorization: {auth}")
-                sock.sendto(("\r\n".join(lines) + "\r\nContent-Length: 0\r\n\r\n").encode(),
-                            ("127.0.0.1", SIP_PORT))
-                while True:
-                    resp = parse(sock.recv(65535))
-                    if isinstance(resp, Response) and resp.status >= 200:
-                        break
+                data = ("\r\n".join(lines) + "\r\nContent-Length: 0\r\n\r\n").encode()
+                resp = None
+                for _ in range(5):  # as a phone would, resend what got no answer
+                    sock.sendto(data, ("127.0.0.1", SIP_PORT))
+                    try:
+                        while True:
+                            got = parse(sock.recv(65535))
+                            if isinstance(got, Response) and got.status >= 200:
+                                resp = got
+                                break
+                    except TimeoutError:
+                        continue
+                    break
+                if resp is None:
+                    raise SystemExit(f"agent {user}: no answer to REGISTER")
                 if resp.status == 200:
                     break
                 challenge = resp.headers.get("WWW-Authenticate") or ""

@@ -413,6 +413,8 @@ class Switch:
         if outcome.changed:
             self._phone_changed(account.tenant_id, account.agent, username, outcome.contacts,
                                 "unregistered")
+        if outcome.contacts and ev.source[0] not in self.guard.registered:
+            self.guard.registered[ev.source[0]] = 1  # trusted at once; the recount follows
         self._refresh_trust()
 
     def _phone_changed(self, tenant_id: int, agent: str, username: str,
