@@ -690,12 +690,7 @@ class Switch:
         leg = call.ringing.pop(agent, None)
         if leg is None:
             return
-        if leg.dialog is not None:
-            self.dialogs.pop(_dialog_key(leg.dialog), None)
-            if leg.up:
-                leg.up = False
-                self._send_bye(leg.dialog)
-        leg.media.close()
+        self._hang_up_leg(leg)
 
     def _response(self, resp: Response, tx: ClientTransaction) -> None:
         if tx.method != "INVITE" or tx.user is None:
@@ -879,6 +874,10 @@ class Switch:
         call.agent, call.agent_id = None, None
         self.media.unbridge(leg.media)
         self._finish_recording(call)
+        self._hang_up_leg(leg)
+
+    def _hang_up_leg(self, leg: CallLeg) -> None:
+        """BYE the leg if its dialog is up, forget the dialog and free the media port."""
         if leg.dialog is not None:
             self.dialogs.pop(_dialog_key(leg.dialog), None)
             if leg.up:
@@ -904,13 +903,7 @@ class Switch:
         self.calls.pop(call.id, None)
         self._stop_ringing(call)
         self._end_agent_leg(call)
-        caller = call.caller
-        if caller.dialog is not None:
-            self.dialogs.pop(_dialog_key(caller.dialog), None)
-            if caller.up:
-                caller.up = False
-                self._send_bye(caller.dialog)
-        caller.media.close()
+        self._hang_up_leg(call.caller)
         if call.digits:
             log.debug("call %s: caller keyed %s", call.id, "".join(call.digits))
         log.info("call %s released (%s)", call.id, cause)

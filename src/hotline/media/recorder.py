@@ -136,11 +136,21 @@ class StereoRecorder:
 
     def write(self, channel: int, t: float, pcm: npt.NDArray[np.int16]) -> None:
         """Record ``pcm`` (int16, 8 kHz by default) on ``channel`` at media time ``t``."""
+        self._place(channel, t, len(pcm), np.array(pcm, dtype=np.int16))  # a copy
+
+    def write_g711(self, channel: int, t: float, codec: str, payload: bytes) -> None:
+        """Like :meth:`write` for a G.711 payload, kept encoded until it is written: the
+        per-packet cost is a list append, the decoding one table lookup per flush."""
+        ulaw = payload if codec == "PCMU" else payload.translate(g711.ALAW_TO_ULAW)
+        self._place(channel, t, len(payload), ulaw)
+
+    def _place(self, channel: int, t: float, n: int, chunk: Any) -> None:
+        """Put ``n`` samples (``chunk``: int16 array or µ-law bytes) where they belong and
+        write out what both channels have."""
         if self._closed:
             raise ValueError("recorder is closed")
         if channel != CALLER and channel != AGENT:
             raise ValueError(f"channel must be 0 (caller) or 1 (agent), got {channel}")
-        n = len(pcm)
         if n == 0:
             return
         chunks = self._chunks[channel]
@@ -149,33 +159,7 @@ class StereoRecorder:
         if start > end + self.tolerance:
             chunks.append(np.zeros(start - end, dtype=np.int16))
             end = start
-        chunks.append(np.array(pcm, dtype=np.int16))  # a copy: callers reuse buffers
-        end += n
-        self._end[channel] = end
-        other = self._end[1 - channel]
-        if min(end, other) - self._written >= self._flush:
-            self._write_through(min(end, other))
-        elif end - self._written >= 2 * self._flush:
-            self._pad(1 - channel, end - self._flush)
-            self._write_through(end - self._flush)
-
-    def write_g711(self, channel: int, t: float, codec: str, payload: bytes) -> None:
-        """Like :meth:`write` for a G.711 payload, kept encoded until it is written: the
-        per-packet cost is a list append, the decoding one table lookup per flush."""
-        if self._closed:
-            raise ValueError("recorder is closed")
-        n = len(payload)
-        if n == 0 or (channel != CALLER and channel != AGENT):
-            if n:
-                raise ValueError(f"channel must be 0 (caller) or 1 (agent), got {channel}")
-            return
-        chunks = self._chunks[channel]
-        end = self._end[channel]
-        start = round(t * self.rate)
-        if start > end + self.tolerance:
-            chunks.append(np.zeros(start - end, dtype=np.int16))
-            end = start
-        chunks.append(payload if codec == "PCMU" else payload.translate(g711.ALAW_TO_ULAW))
+        chunks.append(chunk)
         end += n
         self._end[channel] = end
         other = self._end[1 - channel]

@@ -167,41 +167,40 @@ class Headers:
         return h
 
 
+class _Identified:
+    """What requests and responses are matched by (transactions, dialogs)."""
+
+    __slots__ = ()
+    headers: Headers
+
+    @property
+    def call_id(self) -> str:
+        return self.headers.get("Call-ID") or ""
+
+    @property
+    def cseq(self) -> tuple[int, str]:
+        return parse_cseq(self.headers.get("CSeq") or "")
+
+
 @dataclass(slots=True)
-class Request:
+class Request(_Identified):
     method: str
     uri: str
     headers: Headers = field(default_factory=Headers)
     body: bytes = b""
     version: str = SIP_VERSION
 
-    @property
-    def call_id(self) -> str:
-        return self.headers.get("Call-ID") or ""
-
-    @property
-    def cseq(self) -> tuple[int, str]:
-        return parse_cseq(self.headers.get("CSeq") or "")
-
     def __bytes__(self) -> bytes:
         return _serialise(f"{self.method} {self.uri} {self.version}", self.headers, self.body)
 
 
 @dataclass(slots=True)
-class Response:
+class Response(_Identified):
     status: int
     reason: str = ""
     headers: Headers = field(default_factory=Headers)
     body: bytes = b""
     version: str = SIP_VERSION
-
-    @property
-    def call_id(self) -> str:
-        return self.headers.get("Call-ID") or ""
-
-    @property
-    def cseq(self) -> tuple[int, str]:
-        return parse_cseq(self.headers.get("CSeq") or "")
 
     def __bytes__(self) -> bytes:
         reason = self.reason or REASONS.get(self.status, "")
