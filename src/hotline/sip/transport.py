@@ -127,14 +127,25 @@ class SipStack:
         return self.loop.time()
 
     async def start(self) -> None:
+        """Listen on UDP and TCP, on the same port. With port 0 the kernel picks a UDP port
+        that TCP may have in use (a client connection's local port): then pick again."""
         self.loop = asyncio.get_running_loop()
-        self.udp, _ = await self.loop.create_datagram_endpoint(
-            lambda: _Udp(self), local_addr=(self.host, self.port)
-        )
-        if self.port == 0:
-            self.port = self.udp.get_extra_info("sockname")[1]
-            self.layer.local = (self.advertised, self.port)
-        self.tcp = await self.loop.create_server(lambda: _Tcp(self), self.host, self.port)
+        wanted = self.port
+        for attempt in range(20):
+            self.udp, _ = await self.loop.create_datagram_endpoint(
+                lambda: _Udp(self), local_addr=(self.host, wanted)
+            )
+            port = self.udp.get_extra_info("sockname")[1]
+            try:
+                self.tcp = await self.loop.create_server(lambda: _Tcp(self), self.host, port)
+            except OSError:
+                self.udp.close()
+                if wanted != 0 or attempt == 19:
+                    raise
+                continue
+            self.port = port
+            self.layer.local = (self.advertised, port)
+            return
 
     async def stop(self) -> None:
         if self._timer is not None:
