@@ -386,7 +386,10 @@ class Switch:
         if username is None:
             return
         account = self.directory.accounts.get(username)
-        to_user = parse_uri(parse_name_addr(req.headers.get("To") or "").uri).user
+        try:
+            to_user = parse_uri(parse_name_addr(req.headers.get("To") or "").uri).user
+        except SipError:
+            to_user = None  # a tel: or other address of record: not one of our phones
         if account is None or account.agent is None or to_user != username:
             self.stack.reply(ev.tx, 403, "Not Your Address")
             return
