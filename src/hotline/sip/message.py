@@ -228,14 +228,20 @@ def _split_list(value: str) -> list[str]:
     # keeps empty elements: the parser rejects them (RFC 4475 §3.1.2.1)
     if "," not in value:
         return [value.strip(" \t")]
+    return [part.strip(" \t") for part in _split_outside(value, ",", brackets=True)[0]]
+
+
+def _split_outside(text: str, sep: str, *, brackets: bool) -> tuple[list[str], bool]:
+    """``text`` split on ``sep`` where it stands outside quoted strings (and, with
+    ``brackets``, outside <...>); also whether a quoted string was left open."""
     out: list[str] = []
     depth = 0
     quoted = False
     start = 0
     i = 0
-    n = len(value)
+    n = len(text)
     while i < n:
-        ch = value[i]
+        ch = text[i]
         if quoted:
             if ch == "\\":
                 i += 1
@@ -243,16 +249,16 @@ def _split_list(value: str) -> list[str]:
                 quoted = False
         elif ch == '"':
             quoted = True
-        elif ch == "<":
+        elif brackets and ch == "<":
             depth += 1
-        elif ch == ">":
+        elif brackets and ch == ">":
             depth = max(0, depth - 1)
-        elif ch == "," and depth == 0:
-            out.append(value[start:i].strip(" \t"))
+        elif ch == sep and depth == 0:
+            out.append(text[start:i])
             start = i + 1
         i += 1
-    out.append(value[start:].strip(" \t"))
-    return out
+    out.append(text[start:])
+    return out, quoted
 
 
 _BLANK_LINE = re.compile(rb"\r?\n\r?\n")
@@ -434,28 +440,10 @@ def _params(text: str) -> dict[str, str | None]:
 def _split_outside_quotes(text: str, sep: str) -> list[str]:
     if '"' not in text:
         return text.split(sep)
-    out: list[str] = []
-    quoted = False
-    start = 0
-    i = 0
-    n = len(text)
-    while i < n:
-        ch = text[i]
-        if quoted:
-            if ch == "\\":
-                i += 1
-            elif ch == '"':
-                quoted = False
-        elif ch == '"':
-            quoted = True
-        elif ch == sep:
-            out.append(text[start:i])
-            start = i + 1
-        i += 1
-    if quoted:
+    parts, still_quoted = _split_outside(text, sep, brackets=False)
+    if still_quoted:
         raise SipError(f"unterminated quoted string: {text[:60]!r}")
-    out.append(text[start:])
-    return out
+    return parts
 
 
 # A value written back unquoted: a token, or an address (IPv6 has colons, maddr brackets).
