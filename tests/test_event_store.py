@@ -53,6 +53,12 @@ SAMPLE = {
     "user_agent": "baresip v1.0.0",
     "recording": "demo-bank/2026-11-23/c1.wav",
     "duration": 61.5,
+    "flow": "main",
+    "version": 3,
+    "outcome": "queued",
+    "language": "en",
+    "path": ["welcome", "main", "cards"],
+    "mailbox": "cards",
 }
 # Fields an event may lack; ``to_dict`` leaves them out when empty.
 OPTIONAL = {
@@ -64,6 +70,8 @@ OPTIONAL = {
     "call_transferred": ("to_agent",),
     "call_disposed": ("disposition", "note"),
     "phone_registered": ("user_agent",),
+    "ivr_ended": ("queue", "language", "number", "path"),
+    "voicemail_left": ("number", "language"),
 }
 
 

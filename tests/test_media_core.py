@@ -771,6 +771,25 @@ def test_recorder_contiguous_stream_is_exact(tmp_path: Path) -> None:
     assert np.array_equal(right, _sine(1000, 0, 300 * 160))
 
 
+def test_voicemail_recorder_writes_one_channel_as_it_goes(tmp_path: Path) -> None:
+    """A voicemail has only the caller: mono, written while the caller speaks (not held until
+    the end), and a second channel is refused rather than silently dropped."""
+    path = tmp_path / "voicemail.wav"
+    caller = g711.encode("PCMU", _sine(440, 0, 200 * 160))
+    recorder = StereoRecorder(path, channels=1, flush_seconds=1.0)
+    for k in range(200):
+        recorder.write_g711(CALLER, k * 0.02, "PCMU", caller[k * 160 : (k + 1) * 160])
+    assert recorder.buffered_samples <= 8000 + 160  # at most a second held in memory
+    with pytest.raises(ValueError):
+        recorder.write(AGENT, 0.0, _sine(1000, 0, 160))
+    recorder.close()
+    with wave.open(str(path)) as w:
+        assert (w.getnchannels(), w.getframerate()) == (1, 8000)
+        data = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2")
+    assert np.array_equal(data, g711.decode("PCMU", caller))
+    assert recorder.duration == pytest.approx(4.0)
+
+
 def test_recorder_keeps_g711_payloads_encoded_and_writes_what_they_decode_to(
     tmp_path: Path,
 ) -> None:

@@ -7,9 +7,12 @@ import asyncio
 import socket
 import struct
 
+import numpy as np
+
 from hotline.calls.directory import Directory, TrunkEntry
 from hotline.calls.switch import escape_user, safe_number
-from hotline.media.engine import LATCH_PACKETS, MediaEngine
+from hotline.media import g711
+from hotline.media.engine import LATCH_PACKETS, MediaEngine, Sound
 
 HOST = "127.0.0.1"
 
@@ -124,3 +127,30 @@ def test_caller_numbers_cannot_carry_header_syntax_into_agent_invites() -> None:
     assert safe_number("+86 138-0000-0000") == "+86138-0000-0000"
     assert safe_number("") is None and safe_number('"<>') is None
     assert escape_user("400#1") == "400%231"
+
+
+def test_a_prompt_plays_to_its_end_then_its_callback_starts_the_next_sound() -> None:
+    async def main() -> None:
+        engine = MediaEngine(HOST, (43000, 43999))
+        await engine.start()
+        phone = udp()
+        leg = await engine.open_leg()
+        leg.configure(phone.getsockname(), "PCMU", 0, None)
+        prompt = Sound.from_pcm("prompt", np.full(3 * 160, 1000, dtype=np.int16))
+        music = Sound.from_pcm("music", np.full(160, -1000, dtype=np.int16))
+        ended = asyncio.get_running_loop().create_future()
+
+        def done() -> None:
+            ended.set_result(True)
+            leg.play(music)  # what an IVR does: the next sound, from the callback
+
+        leg.play(prompt, loop=False, on_end=done)
+        await asyncio.wait_for(ended, 1.0)
+        await asyncio.sleep(0.1)
+        payloads = [phone.recv(2048)[12:] for _ in range(5)]
+        await engine.stop()
+        first, after = g711.encode("PCMU", np.array([1000])), g711.encode("PCMU", np.array([-1000]))
+        assert payloads[:3] == [first * 160] * 3  # the whole prompt, once
+        assert payloads[3:] == [after * 160] * 2  # then the music, without a gap
+
+    asyncio.run(main())

@@ -25,10 +25,13 @@ from websockets.sync.client import connect
 from conftest import free_port
 from hotline.db.database import open_database
 from hotline.db.schema import StoredEvent, Tenant
+from hotline.server import demo
 
 PASSWORD = "Lantern-Demo-7f3k9q"
 API = "/api/v1"
 TENANT = "demo-bank"
+# the scenario's queues, and the queues of the demo's real phones
+DEMO_QUEUES = {q.id for q in demo.demo_scenario().queues} | {demo.PHONE_QUEUE, demo.CARDS_QUEUE}
 AGENTS = [f"agent-{i:03d}" for i in range(1, 17)] + [f"senior-{i:03d}" for i in range(1, 5)]
 Json = dict[str, Any]
 
@@ -469,7 +472,7 @@ def test_acknowledged_events_survive_kill_9(
             stats = admin.get("/stats/realtime")
             assert stats.status_code == 200, stats.text
             now = stats.json()
-            assert set(now["queues"]) == {"general", "vip", "phone"}
+            assert set(now["queues"]) == DEMO_QUEUES
             for queue in ("general", "vip"):
                 today = now["queues"][queue]["offered_today"]
                 assert today >= before["queues"][queue]["offered_today"]
@@ -477,7 +480,7 @@ def test_acknowledged_events_survive_kill_9(
             assert now["agents"]["night-001"]["state"] == "ready"
             sup = server.client(supervisor).get("/stats/realtime")
             assert sup.status_code == 200
-            assert set(sup.json()["queues"]) == {"general", "vip", "phone"}
+            assert set(sup.json()["queues"]) == DEMO_QUEUES
             assert stream.wait_for(lambda m: m.get("type") == "queue_stats", 5) is not None
 
             answered = stream.wait_for(

@@ -736,6 +736,21 @@ class ACD:
         entries.sort(key=lambda c: (-c.priority, c.arrival))
         return [c.id for c in entries]
 
+    def call_position(self, call_id: str) -> int | None:
+        """The waiting call's place in its queue (1 = next), as an announcement tells it; None
+        when it is not waiting. Counts the calls that would be served before it: O(queue)."""
+        call = self._calls.get(call_id)
+        if call is None or call.state != _WAITING:
+            return None
+        ahead = 0
+        prio, arrival = call.priority, call.arrival
+        for heap in call.queue.waiting:
+            for other in heap.live():
+                c: _Call = other  # type: ignore[assignment]
+                if c.priority > prio or (c.priority == prio and c.arrival < arrival):
+                    ahead += 1
+        return ahead + 1
+
     def queue_ids(self) -> list[str]:
         return list(self._queues)
 

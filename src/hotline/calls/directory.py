@@ -1,18 +1,36 @@
-"""Who may talk SIP to Hotline, read from the database: phone accounts, trunks, DID routes.
+"""Who may talk SIP to Hotline and what callers meet, read from the database: phone accounts,
+trunks, DID routes, IVR flows, prompts, business hours and emergency announcements.
 
 Lookups happen on every REGISTER and INVITE, so the directory is a few dicts rebuilt whenever
-the API changes one of those tables (``Switch.reload``), never a query per message.
+the API changes one of those tables (``Switch.reload``), never a query per message. Prompt
+audio is read again only when a prompt changed.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import logging
 from dataclasses import dataclass, field
 
-from sqlalchemy import select
+import numpy as np
+import numpy.typing as npt
+from sqlalchemy import func, select, tuple_
 from sqlalchemy.orm import Session
 
-from hotline.db.schema import InboundRoute, PhoneAccount, Tenant, Trunk
+from hotline.db.schema import (
+    BusinessHours,
+    EmergencyAnnouncement,
+    InboundRoute,
+    IvrFlow,
+    PhoneAccount,
+    Prompt,
+    Tenant,
+    Trunk,
+)
+from hotline.ivr.flow import FlowDefinition, FlowError, QueueNode, parse_flow
+from hotline.ivr.hours import Calendar
+
+log = logging.getLogger("hotline.calls")
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -35,18 +53,42 @@ class TrunkEntry:
     networks: tuple[IPNetwork, ...]
 
 
+@dataclass(frozen=True, slots=True)
+class Route:
+    """Where a dialled number's calls go: a flow (``version`` of ``flow``), or straight to a
+    queue (run as a one-node flow, so every call takes the same path)."""
+
+    tenant_id: int
+    flow: FlowDefinition
+    code: str | None  # the flow's code; None for a queue route
+    version: int
+    language: str
+
+
+def queue_flow(queue: str) -> FlowDefinition:
+    return FlowDefinition(start="queue", nodes={
+        "queue": QueueNode(type="queue", queue=queue, announce_every=None)})
+
+
+PromptKey = tuple[int, str, str]  # tenant, code, language
+
+
 @dataclass
 class Directory:
     accounts: dict[str, Account] = field(default_factory=dict)
     phones: dict[tuple[int, str], str] = field(default_factory=dict)  # (tenant, agent) -> user
     trunks: list[TrunkEntry] = field(default_factory=list)
-    routes: dict[str, tuple[int, str]] = field(default_factory=dict)  # did -> (tenant, queue)
+    routes: dict[str, Route] = field(default_factory=dict)  # DID -> route
+    calendars: dict[tuple[int, str], Calendar] = field(default_factory=dict)
+    prompts: dict[PromptKey, npt.NDArray[np.int16]] = field(default_factory=dict)
+    prompt_stamps: dict[PromptKey, float] = field(default_factory=dict)
+    notices: dict[tuple[int, str, str], str] = field(default_factory=dict)  # emergency prompts
     tenant_slugs: dict[int, str] = field(default_factory=dict)
     trusted_hosts: set[str] = field(default_factory=set)  # single-address allow-list entries
     phone_login: set[int] = field(default_factory=set)  # tenants whose phones log agents in
 
     @classmethod
-    def load(cls, db: Session) -> Directory:
+    def load(cls, db: Session, previous: Directory | None = None) -> Directory:
         d = cls()
         for tenant in db.scalars(select(Tenant)):
             d.tenant_slugs[tenant.id] = tenant.slug
@@ -69,9 +111,55 @@ class Directory:
                     t.username, t.tenant_id, {"MD5": t.ha1_md5, "SHA-256": t.ha1_sha256},
                     trunk=t.code,
                 )
-        for r in db.scalars(select(InboundRoute)):
-            d.routes[r.did] = (r.tenant_id, r.queue)
+        d._load_ivr(db, previous)
         return d
+
+    def _load_ivr(self, db: Session, previous: Directory | None) -> None:
+        latest = (select(IvrFlow.tenant_id, IvrFlow.code, func.max(IvrFlow.version).label("v"))
+                  .group_by(IvrFlow.tenant_id, IvrFlow.code).subquery())
+        flows: dict[tuple[int, str], tuple[int, FlowDefinition]] = {}
+        for row in db.scalars(select(IvrFlow).join(latest, (IvrFlow.tenant_id == latest.c.tenant_id)
+                                                  & (IvrFlow.code == latest.c.code)
+                                                  & (IvrFlow.version == latest.c.v))):
+            try:
+                flows[(row.tenant_id, row.code)] = (row.version, parse_flow(row.definition))
+            except FlowError as err:  # stored before a rule tightened: refuse its calls
+                log.error("IVR flow %s (tenant %s) is invalid: %s", row.code, row.tenant_id, err)
+        for r in db.scalars(select(InboundRoute)):
+            if r.flow is not None:
+                found = flows.get((r.tenant_id, r.flow))
+                if found is not None:
+                    self.routes[r.did] = Route(r.tenant_id, found[1], r.flow, found[0],
+                                               r.language)
+            elif r.queue is not None:
+                self.routes[r.did] = Route(r.tenant_id, queue_flow(r.queue), None, 0, r.language)
+        for h in db.scalars(select(BusinessHours)):
+            try:
+                self.calendars[(h.tenant_id, h.code)] = Calendar.from_config(
+                    h.timezone, h.weekly or {}, h.holidays or [])
+            except (ValueError, KeyError) as err:
+                log.error("business hours %s (tenant %s) unusable: %s", h.code, h.tenant_id, err)
+        stamps = {(t, c, lang): at for t, c, lang, at in db.execute(
+            select(Prompt.tenant_id, Prompt.code, Prompt.language, Prompt.updated_at))}
+        old = previous.prompts if previous is not None else {}
+        old_stamps = previous.prompt_stamps if previous is not None else {}
+        stale = []
+        for key, at in stamps.items():
+            if old_stamps.get(key) == at and key in old:
+                self.prompts[key] = old[key]
+            else:
+                stale.append(key)
+        if stale:
+            query = select(Prompt.tenant_id, Prompt.code, Prompt.language, Prompt.audio)
+            if len(stale) < len(stamps):
+                query = query.where(tuple_(Prompt.tenant_id, Prompt.code, Prompt.language)
+                                    .in_(stale))
+            for t, c, lang, audio in db.execute(query):
+                self.prompts[(t, c, lang)] = np.frombuffer(audio, dtype="<i2").astype(np.int16)
+        self.prompt_stamps = stamps
+        for e in db.scalars(select(EmergencyAnnouncement)
+                            .where(EmergencyAnnouncement.enabled.is_(True))):
+            self.notices[(e.tenant_id, e.scope, e.target)] = e.prompt
 
     def trunk_for(self, host: str, tenant_id: int | None) -> TrunkEntry | None:
         """The tenant's trunk whose allow-list has ``host`` (the most specific network wins).

@@ -36,7 +36,8 @@ from hotline.acd.commands import (
     Reject,
 )
 from hotline.acd.engine import LOGGED_OUT, NOT_READY, ACDError
-from hotline.calls.directory import Directory
+from hotline.calls.directory import Directory, Route
+from hotline.calls.ivr_calls import IvrCalls
 from hotline.events.types import (
     CallAbandoned,
     CallbackFailed,
@@ -107,6 +108,7 @@ class SipCall:
     ended: bool = False
     digits: list[str] = field(default_factory=list)
     number: str = "anonymous"  # the caller's number, safe to show and to put in a header
+    ivr: Any = None  # the caller's IVR run (calls.ivr_calls.IvrCall)
 
 
 @dataclass
@@ -141,6 +143,7 @@ class Switch:
                                    algorithms=config.digest_algorithms)
         self.registrar = Registrar()
         self.directory = Directory()
+        self.ivr = IvrCalls(self)
         self.music = Sound.from_pcm(
             "music", load_prompt(config.music) if config.music else builtin_music())
         self.calls: dict[str, SipCall] = {}  # ACD call id -> call
@@ -184,9 +187,11 @@ class Switch:
         await asyncio.get_running_loop().run_in_executor(None, self.disk.shutdown)
 
     async def reload(self) -> None:
+        previous = self.directory
+
         def load() -> Directory:
             with self.sessions() as db:
-                return Directory.load(db)
+                return Directory.load(db, previous)
 
         self.directory = await asyncio.to_thread(load)
         self.guard.trusted = set(self.directory.trusted_hosts)
@@ -434,7 +439,7 @@ class Switch:
         login = tenant_id in self.directory.phone_login
 
         def op(t: Tenant, now: float) -> None:
-            t.record(_at(event, now))
+            t.record(event, now)
             if not login or not t.acd.has_agent(agent):
                 return
             state, why = t.acd.agent_state(agent)
@@ -500,7 +505,7 @@ class Switch:
         # digest trunks, authenticated) may call it.
         did = parse_uri(req.uri).user or ""
         route = self.directory.routes.get(did)
-        trunk = self.directory.trunk_for(ev.source[0], route[0] if route else None)
+        trunk = self.directory.trunk_for(ev.source[0], route.tenant_id if route else None)
         if trunk is not None:
             origin = {"trunk": trunk.code}
         else:
@@ -508,14 +513,13 @@ class Switch:
             if username is None:
                 return
             account = self.directory.accounts[username]
-            if route is None or route[0] != account.tenant_id:
+            if route is None or route.tenant_id != account.tenant_id:
                 self.stack.reply(ev.tx, 404, "No Such Number")
                 return
             origin = {"trunk": account.trunk} if account.trunk else {"phone": username}
         if route is None:
             self.stack.reply(ev.tx, 404, "No Such Number")
             return
-        tenant_id = route[0]
         if not req.body:
             self.stack.reply(ev.tx, 488, "Offer Required")
             return
@@ -524,9 +528,9 @@ class Switch:
         except sdp.SdpError as err:
             self.stack.reply(ev.tx, 488, headers=[("Warning", _warning(err))])
             return
-        self._spawn(self._answer_caller(ev, tenant_id, route[1], offer, did, origin))
+        self._spawn(self._answer_caller(ev, route, offer, did, origin))
 
-    async def _answer_caller(self, ev: RequestReceived, tenant_id: int, queue: str,
+    async def _answer_caller(self, ev: RequestReceived, route: Route,
                              offer: sdp.SessionDescription, did: str,
                              origin: dict[str, str]) -> None:
         try:
@@ -535,16 +539,17 @@ class Switch:
             self.stack.reply(ev.tx, 503, "Out Of Media Ports")
             return
         try:
-            self._answer_on(leg, ev, tenant_id, queue, offer, did, origin)
+            self._answer_on(leg, ev, route, offer, did, origin)
         except Exception:
             leg.close()
             if ev.tx.state == "proceeding":
                 self.stack.reply(ev.tx, 500)
             raise
 
-    def _answer_on(self, leg: Leg, ev: RequestReceived, tenant_id: int, queue: str,
+    def _answer_on(self, leg: Leg, ev: RequestReceived, route: Route,
                    offer: sdp.SessionDescription, did: str, origin: dict[str, str]) -> None:
         req = ev.request
+        tenant_id = route.tenant_id
         session = secrets.randbits(31)
         try:
             answer, neg = sdp.answer(offer, self.config.advertised, leg.port, session_id=session)
@@ -564,12 +569,10 @@ class Switch:
         body = sdp.serialise(answer)
         call = SipCall(call_id, tenant_id, CallLeg(leg, dialog, True, sdp_session=session,
                                                     local_sdp=body), ev.tx)
-        leg.listen_for_digits(call.digits.append)
         self.calls[call_id] = call
         self.dialogs[_dialog_key(dialog)] = (call, call.caller)
         self.stack.reply(ev.tx, 200, to_tag=tag, body=body, content_type="application/sdp",
                          headers=[("Contact", contact), ("Allow", ALLOW)])
-        leg.play(self.music)
         caller = parse_name_addr(req.headers.get("From") or "")
         try:
             number = safe_number(parse_uri(caller.uri).user)
@@ -579,11 +582,8 @@ class Switch:
         data: dict[str, Any] = {"did": did, **origin}
         if caller.display:
             data["name"] = caller.display[:100]
-        self._submit(
-            tenant_id,
-            lambda t, now: t.acd.call_arrived(now, call_id, queue, data=data, number=number),
-            failed=lambda err: self._release(call, f"refused: {err}"),
-        )
+        self.ivr.begin(call, route.flow, route.code, route.version, route.language, did,
+                       number, data)
 
     # ------------------------------------------------------------------ ACD commands & events
     def on_batch(self, tenant: Tenant, events: list[Event], commands: list[Command]) -> None:
@@ -608,7 +608,8 @@ class Switch:
             elif type(cmd) is Reject:
                 self._release(call, "rejected")
             elif type(cmd) is ExitToCallback:  # the ACD keeps the caller's place; hang up
-                self._release(call, "callback")
+                if not self.ivr.exit_to_callback(call):  # (the IVR confirms its own first)
+                    self._release(call, "callback")
             elif type(cmd) is DialCallback:  # callbacks to SIP callers come with outbound calls
                 self._submit(tenant.id, _callback_failed(cmd.call))
         for e in events:
@@ -755,6 +756,7 @@ class Switch:
             del call.ringing[agent]
             call.wanted.discard(agent)
             call.agent, call.agent_id = leg, agent
+            self.ivr.answered(call)
             if leg.up:
                 self._connect(call)
             else:  # answered, then hung up at once
@@ -844,6 +846,9 @@ class Switch:
 
     def _caller_gone(self, call: SipCall) -> None:
         call_id = call.id
+        if self.ivr.exit_to_callback(call):  # hung up on the confirmation: keep the callback
+            self._release(call, "caller_hung_up")
+            return
 
         def op(t: Tenant, now: float) -> None:
             info = t.acd.call_info(call_id)
@@ -903,6 +908,7 @@ class Switch:
         if call.ended:
             return
         call.ended = True
+        self.ivr.released(call, cause)
         self.calls.pop(call.id, None)
         self._stop_ringing(call)
         self._end_agent_leg(call)
@@ -925,7 +931,7 @@ class Switch:
             if written is not None:
                 await asyncio.wrap_future(written)
             if not recorder.failed:  # the CDR links only a recording that exists
-                self._submit(tenant_id, lambda t, now: t.record(_at(event, now)))
+                self._submit(tenant_id, lambda t, now: t.record(event, now))
 
         self._spawn(saved())
 
@@ -993,8 +999,3 @@ def _hang_up(call_id: str) -> Callable[[Tenant, float], None]:
 def _callback_failed(call_id: str) -> Callable[[Tenant, float], None]:
     return lambda t, now: t.acd.callback_failed(now, call_id)
 
-
-def _at(event: Event, now: float) -> Event:
-    """Stamp an event with the live center's clock (it must not go backwards in the record)."""
-    event.t = now
-    return event

@@ -14,15 +14,18 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    CheckConstraint,
     Float,
     ForeignKey,
     ForeignKeyConstraint,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -199,16 +202,88 @@ class Trunk(Base):
 
 
 class InboundRoute(Base):
-    """A dialled number (DID) and the queue its calls go to. The DID alone picks the tenant,
-    so it is unique across all tenants."""
+    """A dialled number (DID) and where its calls go: a queue, or an IVR flow (its latest
+    version). The DID alone picks the tenant, so it is unique across all tenants.
+    ``language`` is the one the call starts in, before the caller picks one."""
 
     __tablename__ = "inbound_routes"
+    __table_args__ = (
+        CheckConstraint(
+            "(queue IS NULL) <> (flow IS NULL)", name="ck_inbound_routes_queue_or_flow"
+        ),
+    )
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
     did: Mapped[str] = mapped_column(String(32), unique=True)
-    queue: Mapped[str] = mapped_column(String(64))
+    queue: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    flow: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    language: Mapped[str] = mapped_column(String(8), default="zh", server_default="zh")
     labels: Mapped[dict[str, Any]] = mapped_column(default=dict)
     created_at: Mapped[float] = mapped_column(Float)
+
+
+class IvrFlow(Base):
+    """One saved version of an IVR flow (``definition``: the FlowDefinition as JSON). Versions
+    are only ever added, so a call keeps the version it started with and any older one can be
+    restored; they go only when the whole flow is deleted."""
+
+    __tablename__ = "ivr_flows"
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "code", "version", name="uq_ivr_flows_tenant_code_version"),
+    )
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    code: Mapped[str] = mapped_column(String(64))
+    version: Mapped[int] = mapped_column(Integer)
+    definition: Mapped[dict[str, Any]] = mapped_column()
+    labels: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[float] = mapped_column(Float)
+    created_by: Mapped[str] = mapped_column(String(200))
+
+
+class Prompt(Base):
+    """A prompt in one language: 16-bit little-endian mono PCM at 8 kHz, raw samples (what the
+    media engine plays, ready to encode). Kept in the database with the rest of the
+    configuration, so backups and several servers on one PostgreSQL have it too.
+
+    ``source`` is "tts" (``text`` spoken by ``engine``) or "upload" (``text``: a transcript).
+    The labels are the prompt's, the same on each language's row."""
+
+    __tablename__ = "prompts"
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "code", "language", name="uq_prompts_tenant_code_language"),
+    )
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    code: Mapped[str] = mapped_column(String(64))
+    language: Mapped[str] = mapped_column(String(8))
+    source: Mapped[str] = mapped_column(String(8))
+    text: Mapped[str | None] = mapped_column(Text, nullable=True)
+    audio: Mapped[bytes] = mapped_column(LargeBinary)
+    engine: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    labels: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    updated_at: Mapped[float] = mapped_column(Float)
+    updated_by: Mapped[str] = mapped_column(String(200))
+
+
+class EmergencyAnnouncement(Base):
+    """A prompt played to every caller of a number (scope "did") or of a queue (scope
+    "queue", target: the queue's code) while it is enabled: a storm, an outage."""
+
+    __tablename__ = "emergency_announcements"
+    __table_args__ = (
+        UniqueConstraint(
+            "tenant_id", "scope", "target", name="uq_emergency_announcements_tenant_scope_target"
+        ),
+    )
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    scope: Mapped[str] = mapped_column(String(8))
+    target: Mapped[str] = mapped_column(String(64))
+    prompt: Mapped[str] = mapped_column(String(64))
+    enabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    updated_at: Mapped[float] = mapped_column(Float)
+    updated_by: Mapped[str] = mapped_column(String(200))
 
 
 class AuditEntry(Base):
@@ -223,6 +298,9 @@ class AuditEntry(Base):
     detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
 
 
+VOICEMAIL_WHERE = "type = 'voicemail_left'"  # queries must say it literally to use the index
+
+
 class StoredEvent(Base):
     """The record: one row per event, ``seq`` strictly increasing per tenant."""
 
@@ -231,6 +309,14 @@ class StoredEvent(Base):
         UniqueConstraint("tenant_id", "seq", name="uq_events_tenant_seq"),
         Index("ix_events_tenant_ts", "tenant_id", "ts"),
         Index("ix_events_tenant_call", "tenant_id", "call_id"),
+        # Voicemails are listed from the events; a partial index costs other events nothing.
+        Index(
+            "ix_events_tenant_voicemails",
+            "tenant_id",
+            "ts",
+            sqlite_where=text(VOICEMAIL_WHERE),
+            postgresql_where=text(VOICEMAIL_WHERE),
+        ),
     )
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     tenant_id: Mapped[int] = mapped_column(Integer)

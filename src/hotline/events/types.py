@@ -414,6 +414,69 @@ class CallRecorded(Event):
         self.duration = duration
 
 
+class IvrEnded(Event):
+    """A caller left the IVR: handed to ``queue``, or ``outcome`` (hangup, voicemail, callback,
+    abandoned...) ended the call there. ``path`` is the nodes visited, for menu reports."""
+
+    __slots__ = ("call", "duration", "flow", "language", "number", "outcome", "path", "queue",
+                 "version")
+    fields: ClassVar[tuple[str, ...]] = (
+        "t", "call", "flow", "version", "outcome", "queue", "language", "duration", "number",
+        "path",
+    )
+
+    def __init__(
+        self,
+        t: float,
+        call: str,
+        flow: str,
+        version: int,
+        outcome: str,
+        queue: str | None = None,
+        language: str | None = None,
+        duration: float = 0.0,
+        number: str | None = None,
+        path: list[str] | None = None,
+    ) -> None:
+        self.t = t
+        self.call = call
+        self.flow = flow
+        self.version = version
+        self.outcome = outcome
+        self.queue = queue
+        self.language = language
+        self.duration = duration
+        self.number = number
+        self.path = path
+
+
+class VoicemailLeft(Event):
+    """A caller left a message for ``mailbox`` (``recording``: its path in the store)."""
+
+    __slots__ = ("call", "duration", "language", "mailbox", "number", "recording")
+    fields: ClassVar[tuple[str, ...]] = (
+        "t", "call", "mailbox", "recording", "duration", "number", "language",
+    )
+
+    def __init__(
+        self,
+        t: float,
+        call: str,
+        mailbox: str,
+        recording: str,
+        duration: float,
+        number: str | None = None,
+        language: str | None = None,
+    ) -> None:
+        self.t = t
+        self.call = call
+        self.mailbox = mailbox
+        self.recording = recording
+        self.duration = duration
+        self.number = number
+        self.language = language
+
+
 _EVENT_CLASSES: tuple[type[Event], ...] = (
     CallArrived,
     CallQueued,
@@ -437,6 +500,8 @@ _EVENT_CLASSES: tuple[type[Event], ...] = (
     PhoneRegistered,
     PhoneUnregistered,
     CallRecorded,
+    IvrEnded,
+    VoicemailLeft,
 )
 EVENT_NAMES: dict[type, str] = {
     cls: re.sub(r"(?<!^)(?=[A-Z])", "_", cls.__name__).lower() for cls in _EVENT_CLASSES

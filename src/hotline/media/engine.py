@@ -279,9 +279,10 @@ class Leg:
             if self.sound_loop:
                 self.sound_pos = 0
             else:
+                ended = self.on_sound_end
                 self.play(None)
-                if self.on_sound_end is not None:
-                    self.on_sound_end()
+                if ended is not None:
+                    ended()  # may start the next sound
         if self.remote is not None and self.transport is not None and self.sending:
             self.transport.sendto(
                 self.stream.packet(frame, FRAME, pos == 0, self.payload_type), self.remote

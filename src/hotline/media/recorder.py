@@ -66,9 +66,14 @@ class StereoRecorder:
         flush_seconds: float = 1.0,
         tolerance: int = 160,
         io: Executor | None = None,
+        channels: int = 2,
     ) -> None:
         """With ``io`` (an executor with one worker, so operations keep their order) the file
-        is opened, written and closed there: a slow disk never stalls the caller's thread."""
+        is opened, written and closed there: a slow disk never stalls the caller's thread.
+        ``channels=1`` records the caller alone (voicemail)."""
+        if channels not in (1, 2):
+            raise ValueError("a recording has one or two channels")
+        self.channels = channels
         self.rate = rate
         self.path = os.fspath(path)
         self._io = io
@@ -101,7 +106,7 @@ class StereoRecorder:
     def _open(self) -> None:
         os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
         wav = wave.open(self.path, "wb")  # noqa: SIM115 - open for the call
-        wav.setnchannels(2)
+        wav.setnchannels(self.channels)
         wav.setsampwidth(2)
         wav.setframerate(self.rate)
         self._wav = wav
@@ -127,8 +132,8 @@ class StereoRecorder:
 
     @property
     def buffered_samples(self) -> int:
-        """Samples held in memory, both channels together."""
-        return self._end[0] + self._end[1] - 2 * self._written
+        """Samples held in memory, all channels together."""
+        return sum(self._end[: self.channels]) - self.channels * self._written
 
     @property
     def closed(self) -> bool:
@@ -149,8 +154,8 @@ class StereoRecorder:
         write out what both channels have."""
         if self._closed:
             raise ValueError("recorder is closed")
-        if channel != CALLER and channel != AGENT:
-            raise ValueError(f"channel must be 0 (caller) or 1 (agent), got {channel}")
+        if channel != CALLER and (channel != AGENT or self.channels == 1):
+            raise ValueError(f"no channel {channel} in a {self.channels}-channel recording")
         if n == 0:
             return
         chunks = self._chunks[channel]
@@ -162,7 +167,7 @@ class StereoRecorder:
         chunks.append(chunk)
         end += n
         self._end[channel] = end
-        other = self._end[1 - channel]
+        other = self._end[1 - channel] if self.channels == 2 else end
         if min(end, other) - self._written >= self._flush:
             self._write_through(min(end, other))
         elif end - self._written >= 2 * self._flush:
@@ -180,8 +185,8 @@ class StereoRecorder:
         count = until - self._written
         if count <= 0:
             return
-        frames = np.empty((count, 2), dtype="<i2")
-        for channel, chunks in enumerate(self._chunks):
+        frames = np.empty((count, self.channels), dtype="<i2")
+        for channel, chunks in enumerate(self._chunks[: self.channels]):
             audio = _linear(chunks)
             frames[:, channel] = audio[:count]
             chunks.clear()

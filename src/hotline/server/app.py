@@ -20,8 +20,9 @@ from hotline.calls.switch import SwitchConfig
 from hotline.db.database import migrate, open_database
 from hotline.db.schema import Tenant
 from hotline.events.store import EventStore
+from hotline.media.tts import TtsError
 from hotline.server import problems
-from hotline.server.api import auth, config, control, realtime, reports, telephony
+from hotline.server.api import auth, config, control, ivr, realtime, reports, telephony
 from hotline.server.catalog import ensure_platform, tenant_setup
 from hotline.server.hub import Hub
 from hotline.server.live import LiveCenter
@@ -98,6 +99,11 @@ def create_app(settings: Settings) -> FastAPI:
                     created_phones = demo.ensure_phones(
                         db, demo_tenant, password, settings.sip.realm
                     )
+                    try:
+                        demo.ensure_ivr(db, demo_tenant)
+                    except TtsError as err:  # the demo still takes calls, without its IVR
+                        db.rollback()
+                        log.warning("demo IVR not created: %s", err)
                     phone_password = (
                         password if created_phones and not settings.demo_password else shown
                     )
@@ -105,7 +111,9 @@ def create_app(settings: Settings) -> FastAPI:
                     demo_phone_notice = (
                         f"  phones: register {phones} with password {phone_password} at {{sip}}"
                         "\n    then call sip:" + demo.PHONE_DID + "@{sip} from another "
-                        "softphone on your network: the registered phone rings"
+                        "softphone on your network: the IVR (1 中文, 2 English) puts you "
+                        "through to a registered phone; sip:" + demo.DIRECT_DID + "@{sip} "
+                        "rings it directly"
                     )
             for tenant in db.scalars(select(Tenant).order_by(Tenant.id)):
                 center.add_tenant(tenant_setup(db, tenant))
@@ -170,7 +178,7 @@ def create_app(settings: Settings) -> FastAPI:
         redoc_url=None,
     )
     problems.install(app)
-    for module in (auth, config, control, realtime, reports, telephony):
+    for module in (auth, config, control, realtime, reports, telephony, ivr):
         app.include_router(module.router, prefix=API)
 
     @app.get(f"{API}/health", tags=["health"])

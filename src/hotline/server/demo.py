@@ -17,6 +17,7 @@ from importlib import resources
 from random import Random
 from typing import Any
 
+import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -63,11 +64,55 @@ STAFF = (("supervisor", "supervisor"), ("qa", "qa"), ("planner", "planner"), ("a
 CUSTOMERS = ("张伟", "王芳", "李娜", "刘洋", "陈静", "Alice Chen", "Bob Smith", "赵磊", "孙丽")
 
 
-# Real phones: a queue only people on SIP phones serve (the simulated agents never get its
-# calls), two agents whose phones log them in, and a DID any softphone on the LAN may call.
+# Real phones: queues only people on SIP phones serve (the simulated agents never get their
+# calls), two agents whose phones log them in, and DIDs any softphone on the LAN may call:
+# the demo number meets the IVR, the direct one goes straight to the phone queue.
 PHONE_QUEUE = "phone"
+CARDS_QUEUE = "phone-cards"
 PHONE_DID = "400"
+DIRECT_DID = "401"
 PHONE_AGENTS = (("phone-1", "7001"), ("phone-2", "7002"))
+DEMO_FLOW = "hotline"
+# The IVR's prompts, spoken by the TTS engine when the demo is created: (code, 中文, English)
+PROMPTS = (
+    ("main_menu", "咨询业务请按1，信用卡服务请按2，留言请按0。",
+     "For general enquiries, press 1. For credit cards, press 2. To leave a message, press 0."),
+    ("cards_menu", "信用卡挂失请按1，其他信用卡业务请按2。",
+     "To report a lost or stolen card, press 1. For other card services, press 2."),
+    ("invalid", "对不起，您的输入有误。", "Sorry, that is not a valid choice."),
+    ("please_wait", "正在为您转接人工服务，请稍候。",
+     "Please hold while we connect you to an agent."),
+    ("leave_message", "请在提示音后留言，按井号键结束。",
+     "Please leave a message after the tone, and press the hash key when you are done."),
+    ("thanks", "谢谢，您的留言已收到。再见。", "Thank you, we have your message. Goodbye."),
+    ("goodbye", "感谢您的来电，再见。", "Thank you for calling. Goodbye."),
+)
+# The greeting offers both languages, so its recording is the same in both: Chinese first.
+WELCOME = ("您好，欢迎致电演示银行。普通话服务请按1。", "For English, please press 2.")
+
+
+def demo_flow() -> dict[str, Any]:
+    queue = {"announce_every": 30, "greeting": "please_wait", "first_announcement": 0}
+    return {
+        "start": "language",
+        "nodes": {
+            "language": {"type": "menu", "prompt": "welcome", "options": {"1": "zh", "2": "en"},
+                         "timeout": 5, "retries": 1, "on_failure": "zh"},
+            "zh": {"type": "set", "values": {"language": "zh"}, "next": "main"},
+            "en": {"type": "set", "values": {"language": "en"}, "next": "main"},
+            "main": {"type": "menu", "prompt": "main_menu", "invalid_prompt": "invalid",
+                     "options": {"1": "general", "2": "cards", "0": "message"},
+                     "on_failure": "general"},
+            "cards": {"type": "menu", "prompt": "cards_menu", "invalid_prompt": "invalid",
+                      "options": {"1": "lost_card", "2": "card_service"},
+                      "on_failure": "card_service"},
+            "general": {"type": "queue", "queue": PHONE_QUEUE, **queue},
+            "lost_card": {"type": "queue", "queue": CARDS_QUEUE, "priority": 10, **queue},
+            "card_service": {"type": "queue", "queue": CARDS_QUEUE, **queue},
+            "message": {"type": "voicemail", "prompt": "leave_message", "mailbox": PHONE_QUEUE,
+                        "max_seconds": 120, "done_prompt": "thanks"},
+        },
+    }
 LAN = ["127.0.0.0/8", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "::1/128", "fc00::/7"]
 
 
@@ -151,10 +196,10 @@ def seed(db: Session, password: str) -> tuple[Tenant, list[str], bool]:
 
 
 def ensure_phones(db: Session, tenant: Tenant, password: str, realm: str) -> bool:
-    """Add the demo's phone queue, agents, SIP accounts, LAN trunk and DID when missing
-    (also to a demo created before telephony existed). True when they were created now."""
+    """Add the demo's phone queue, agents, SIP accounts and LAN trunk when missing (also to a
+    demo created before telephony existed). True when they were created now."""
     tid = tenant.id
-    if db.scalar(select(InboundRoute).where(InboundRoute.did == PHONE_DID)) is not None:
+    if db.scalar(select(Trunk).where(Trunk.tenant_id == tid, Trunk.code == "lan")) is not None:
         return False
     now = time.time()
     tenant.settings = {**(tenant.settings or {}), "phone_login": True}
@@ -188,8 +233,59 @@ def ensure_phones(db: Session, tenant: Tenant, password: str, realm: str) -> boo
         ))
     db.add(Trunk(tenant_id=tid, code="lan", name="Softphones on the local network",
                  allow=LAN, active=True, created_at=now))
-    db.add(InboundRoute(tenant_id=tid, did=PHONE_DID, queue=PHONE_QUEUE,
-                        labels={"zh-CN": "演示热线", "en": "Demo hotline"}, created_at=now))
+    db.commit()
+    return True
+
+
+def ensure_ivr(db: Session, tenant: Tenant) -> bool:
+    """Add the demo's IVR (prompts in both languages, a second phone queue, the flow) and
+    route the demo number to it, when missing. True when created now. Speaking the prompts
+    takes the TTS engine a few seconds, once."""
+    from hotline.media import tts
+    from hotline.server import ivr_store
+
+    tid = tenant.id
+    route = db.scalar(select(InboundRoute).where(InboundRoute.did == PHONE_DID))
+    if route is not None and route.flow == DEMO_FLOW:
+        return False
+    if db.scalar(select(Skill).where(Skill.tenant_id == tid, Skill.code == CARDS_QUEUE)) is None:
+        db.add(Skill(tenant_id=tid, code=CARDS_QUEUE,
+                     labels={"zh-CN": "信用卡", "en": "Credit cards"}))
+    if db.scalar(select(Queue).where(Queue.tenant_id == tid, Queue.code == CARDS_QUEUE)) is None:
+        spec = QueueIn.model_validate({
+            "id": CARDS_QUEUE, "skills": {CARDS_QUEUE: 1}, "wrap_up": 5, "ring_timeout": 15,
+            "labels": {"zh-CN": "信用卡电话", "en": "Card phone line"},
+        })
+        db.add(Queue(tenant_id=tid, code=CARDS_QUEUE, labels=spec.labels,
+                     settings=queue_settings(spec)))
+    second = db.scalar(select(Agent).where(Agent.tenant_id == tid,
+                                           Agent.code == PHONE_AGENTS[1][0]))
+    if second is not None and CARDS_QUEUE not in (second.skills or {}):
+        second.skills = {**(second.skills or {}), CARDS_QUEUE: 1}
+    for user in db.scalars(select(User).where(User.tenant_id == tid, User.role == "supervisor")):
+        if CARDS_QUEUE not in (user.queues or []):
+            user.queues = [*(user.queues or []), CARDS_QUEUE]
+    db.flush()
+    actor = "demo"
+    for code, zh, en in PROMPTS:
+        ivr_store.save_prompt(db, tid, code, {"zh": zh, "en": en}, actor)
+    ivr_store.save_prompt(db, tid, "welcome", {"zh": WELCOME[0], "en": WELCOME[1]}, actor)
+    both = ivr_store.pcm_bytes(np.concatenate([tts.render(WELCOME[0], "zh"),
+                                               tts.render(WELCOME[1], "en")]))
+    for language in ("zh", "en"):
+        ivr_store.store_upload(db, tid, "welcome", language, both, actor, " ".join(WELCOME))
+    ivr_store.save_flow(db, tid, DEMO_FLOW, demo_flow(), actor,
+                        {"zh-CN": "演示热线", "en": "Demo hotline"})
+    if db.scalar(select(InboundRoute).where(InboundRoute.did == DIRECT_DID)) is None:
+        db.add(InboundRoute(tenant_id=tid, did=DIRECT_DID, queue=PHONE_QUEUE,
+                            labels={"zh-CN": "电话队列直拨", "en": "Phone queue, direct"},
+                            created_at=time.time()))
+    if route is None:
+        db.add(InboundRoute(tenant_id=tid, did=PHONE_DID, flow=DEMO_FLOW, language="zh",
+                            labels={"zh-CN": "演示热线", "en": "Demo hotline"},
+                            created_at=time.time()))
+    else:
+        route.queue, route.flow, route.language = None, DEMO_FLOW, "zh"
     db.commit()
     return True
 

@@ -104,9 +104,12 @@ class Tenant:
             origin=self.day_start,
         )
 
-    def record(self, e: Event) -> None:
+    def record(self, e: Event, now: float | None = None) -> None:
         """Store an event the engine did not make (a phone registered, a recording saved)
-        with the engine's own, in order."""
+        with the engine's own, in order; ``now`` restamps it with the center's clock, which
+        must not go backwards in the record."""
+        if now is not None:
+            e.t = now
         self.acd.events.append(e)
 
     def observe(self, e: Event) -> None:

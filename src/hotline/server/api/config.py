@@ -27,6 +27,7 @@ from hotline.db.schema import (
     Tenant,
     User,
 )
+from hotline.server import ivr_store
 from hotline.server.catalog import (
     AgentIn,
     BusinessHoursIn,
@@ -419,7 +420,18 @@ def _skill_in_use(db: Session, tenant_id: int) -> None:
 _coded("skills", Skill, SkillIn, "skill", check=_skill_in_use)
 _coded("reason-codes", ReasonCode, ReasonIn, "reason_code", _reasons_changed)
 _coded("dispositions", Disposition, DispositionIn, "disposition", _dispositions_changed)
-_coded("business-hours", BusinessHours, BusinessHoursIn, "business_hours")
+def _hours_in_use(db: Session, tenant_id: int) -> None:
+    """A calendar an IVR flow branches on must stay: its calls would have no hours to ask."""
+    known = set(db.scalars(select(BusinessHours.code)
+                           .where(BusinessHours.tenant_id == tenant_id)))
+    for row in ivr_store.latest_flows(db, tenant_id):
+        for code in ivr_store.flow_hours(row.definition) - known:
+            raise ApiError(409, "Conflict", f"business hours {code!r} are used by IVR flow "
+                           f"{row.code}: change the flow first")
+
+
+_coded("business-hours", BusinessHours, BusinessHoursIn, "business_hours",
+       lambda state, tenant_id, db: telephony_changed(state), _hours_in_use)
 
 
 # ---------------------------------------------------------------------- queues
@@ -529,6 +541,10 @@ def delete_queue(code: str, caller: Admin, db: DB, state: State) -> None:
             "Conflict",
             f"queue {code!r} takes the calls to {', '.join(dids)}: change those routes first",
         )
+    flows = ivr_store.flows_using(db, caller.tenant_id, "queues", code)
+    if flows:
+        raise ApiError(409, "Conflict",
+                       f"queue {code!r} takes calls from {', '.join(flows)}: change it first")
     apply_live(state, caller.tenant_id, lambda t, now: t.acd.remove_queue(now, code))
     db.delete(row)
     audit(db, caller, "queue.delete", code)

@@ -25,9 +25,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from hotline.db.schema import Agent, CallRecord, InboundRoute, PhoneAccount, Queue, Trunk
+from hotline.ivr.flow import Language
 from hotline.server.api.config import _agent_row, _one, _row, _unique, telephony_changed
 from hotline.server.api.reports import supervised_calls
 from hotline.server.catalog import Code, Labels, Model
+from hotline.server.ivr_store import latest_flow
 from hotline.server.problems import ApiError, forbidden, invalid, not_found
 from hotline.server.security import Principal
 from hotline.server.state import DB, Admin, Caller, Roles, ServerState, State, Supervisor, audit
@@ -73,7 +75,11 @@ class TrunkIn(Model):
 
 
 class RouteIn(Model):
-    queue: Code
+    """Exactly one of ``queue`` and ``flow`` (an IVR flow: calls take its latest version)."""
+
+    queue: Code | None = None
+    flow: Code | None = None
+    language: Language = Field("zh", description="the language calls start in")
     labels: Labels = Field(default_factory=dict)
 
 
@@ -299,7 +305,14 @@ def delete_trunk(code: str, caller: Admin, db: DB, state: State) -> None:
 
 # ---------------------------------------------------------------------- inbound routes
 def _route_out(r: InboundRoute) -> dict[str, Any]:
-    return {"did": r.did, "queue": r.queue, "labels": r.labels, "created_at": r.created_at}
+    return {
+        "did": r.did,
+        "queue": r.queue,
+        "flow": r.flow,
+        "language": r.language,
+        "labels": r.labels,
+        "created_at": r.created_at,
+    }
 
 
 def _route_row(db: Session, tenant_id: int, did: str) -> InboundRoute:
@@ -328,9 +341,16 @@ def get_route(did: Did, caller: Supervisor, db: DB) -> dict[str, Any]:
 
 @router.put("/routes/{did}", tags=["telephony"])
 def set_route(did: Did, body: RouteIn, caller: Admin, db: DB, state: State) -> dict[str, Any]:
-    """Send the calls to this number to a queue of the tenant (creates or replaces)."""
-    if _row(db, Queue, caller.tenant_id, body.queue) is None:
+    """Send the calls to this number to a queue or an IVR flow of the tenant (creates or
+    replaces)."""
+    if body.queue is None and body.flow is None:
+        raise invalid("body.queue", "give the queue or the IVR flow (flow) that takes the calls")
+    if body.queue is not None and body.flow is not None:
+        raise invalid("body.flow", "a number goes to a queue or to an IVR flow, not both")
+    if body.queue is not None and _row(db, Queue, caller.tenant_id, body.queue) is None:
         raise invalid("body.queue", f"unknown queue {body.queue!r}")
+    if body.flow is not None and latest_flow(db, caller.tenant_id, body.flow) is None:
+        raise invalid("body.flow", f"unknown IVR flow {body.flow!r}")
     row = db.scalar(select(InboundRoute).where(InboundRoute.did == did))
     if row is not None and row.tenant_id != caller.tenant_id:
         raise ApiError(409, "Conflict", f"number {did!r} is already routed elsewhere")
@@ -340,9 +360,9 @@ def set_route(did: Did, body: RouteIn, caller: Admin, db: DB, state: State) -> d
         action = "route.create"
     else:
         action = "route.update"
-    row.queue = body.queue
+    row.queue, row.flow, row.language = body.queue, body.flow, body.language
     row.labels = {str(k): v for k, v in body.labels.items()}
-    audit(db, caller, action, did, queue=body.queue)
+    audit(db, caller, action, did, queue=body.queue, flow=body.flow, language=body.language)
     db.commit()
     telephony_changed(state)
     return _route_out(row)

@@ -1,0 +1,437 @@
+"""The IVR's driver on the switch: runs each caller's ``IvrRun`` and carries out its actions.
+
+The engine decides; this module plays prompts on the caller's RTP leg (prompts are stored
+audio, announcements with live figures are spoken by the TTS engine and cached), arms the
+engine's one timer, asks the tenant's lookup endpoint, records voicemail, and hands the call
+to the ACD at the queue node. Everything it tells the ACD goes through the switch's ordered
+``_submit``, like the switch's own inputs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import json
+import logging
+import socket
+import time
+import urllib.parse
+import urllib.request
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import numpy.typing as npt
+
+from hotline.events.types import IvrEnded, VoicemailLeft
+from hotline.ivr.engine import (
+    BEEP,
+    POSITION,
+    WAIT,
+    Action,
+    Disconnect,
+    Enqueue,
+    IvrRun,
+    PlayMusic,
+    PlayPrompts,
+    RequestCallback,
+    StartLookup,
+    StartRecording,
+    StopPlaying,
+    StopRecording,
+)
+from hotline.ivr.flow import FlowDefinition
+from hotline.media import speech_numbers, tts
+from hotline.media.engine import Sound
+from hotline.media.recorder import StereoRecorder
+from hotline.server.live import Tenant
+
+if TYPE_CHECKING:
+    from hotline.calls.switch import SipCall, Switch
+
+log = logging.getLogger("hotline.ivr")
+RATE = 8000
+SPOKEN_CACHE = 2000  # announcements kept rendered (language, text)
+LOOKUP_BYTES = 65536
+
+
+def beep() -> npt.NDArray[np.int16]:
+    """The tone before a voicemail recording starts: 1 kHz for a quarter second."""
+    t = np.arange(RATE // 4) / RATE
+    ramp = np.minimum(1.0, np.minimum(t, t[::-1]) / 0.01)
+    pause = np.zeros(RATE // 10, dtype=np.int16)
+    tone = np.asarray(np.round(0.4 * 32767 * ramp * np.sin(2 * np.pi * 1000 * t)), np.int16)
+    return np.concatenate([pause, tone])
+
+
+@dataclass
+class IvrCall:
+    run: IvrRun
+    flow: str | None  # None: a route straight to a queue (no IVR events recorded)
+    version: int
+    started: float  # loop time
+    data: dict[str, Any]  # caller data for the ACD (origin, DID, name)
+    number: str | None
+    timer: asyncio.TimerHandle | None = None
+    timer_at: float | None = None
+    logged: bool = False  # IvrEnded recorded
+    callback_asked: bool = False
+    voicemail: StereoRecorder | None = None
+    voicemail_path: str = ""
+    voicemail_box: str = ""
+    tasks: set[asyncio.Task[Any]] = field(default_factory=set)
+
+
+class IvrCalls:
+    def __init__(self, switch: Switch) -> None:
+        self.switch = switch
+        self.spoken: OrderedDict[tuple[str, str], npt.NDArray[np.int16]] = OrderedDict()
+        self.beep = beep()
+
+    # ------------------------------------------------------------------ entry
+    def begin(self, call: SipCall, flow: FlowDefinition, code: str | None, version: int,
+              language: str, did: str, number: str | None, data: dict[str, Any]) -> None:
+        sw = self.switch
+        directory = sw.directory
+        tenant = call.tenant_id
+        loop_now = sw.stack.now()
+        variables = {"caller": number or "", "did": did, "language": language}
+        run = IvrRun(
+            flow, variables,
+            calendars={c: cal for (t, c), cal in directory.calendars.items() if t == tenant},
+            wall_offset=time.time() - loop_now,
+            notice=directory.notices.get((tenant, "did", did)),
+            queue_notices={q: p for (t, scope, q), p in directory.notices.items()
+                           if t == tenant and scope == "queue"},
+        )
+        call.ivr = IvrCall(run, code, version, loop_now, data, number)
+        call.caller.media.listen_for_digits(lambda key: self.digit(call, key))
+        self._carry_out(call, run.start(loop_now))
+
+    def digit(self, call: SipCall, key: str) -> None:
+        ic = call.ivr
+        call.digits.append(key)
+        if ic is None or call.ended or ic.run.finished:
+            return
+        self._carry_out(call, ic.run.digit(self.switch.stack.now(), key))
+
+    # ------------------------------------------------------------------ ACD side
+    def answered(self, call: SipCall) -> None:
+        """An agent has the call: the IVR's part is over."""
+        ic = call.ivr
+        if ic is None:
+            return
+        ic.run.left_queue()
+        self._disarm(ic)
+        call.caller.media.listen_for_digits(None)
+
+    def exit_to_callback(self, call: SipCall) -> bool:
+        """Whether the IVR will hang up itself (after confirming the callback it asked for)."""
+        return call.ivr is not None and call.ivr.callback_asked and not call.ended
+
+    def released(self, call: SipCall, cause: str) -> None:
+        ic = call.ivr
+        if ic is None:
+            return
+        self._disarm(ic)
+        for task in list(ic.tasks):
+            task.cancel()
+        if ic.voicemail is not None:
+            self._save_voicemail(call)
+        if not ic.logged:
+            self._log_end(call, "abandoned" if cause == "caller_hung_up" else cause)
+        ic.run.left_queue()
+
+    # ------------------------------------------------------------------ actions
+    def _carry_out(self, call: SipCall, actions: list[Action]) -> None:
+        ic = call.ivr
+        assert ic is not None
+        sw = self.switch
+        leg = call.caller.media
+        for action in actions:
+            if call.ended:
+                return
+            if isinstance(action, PlayPrompts):
+                self._spawn(call, self._play(call, action))
+            elif isinstance(action, StopPlaying):
+                leg.play(None)
+            elif isinstance(action, PlayMusic):
+                leg.play(sw.music)
+            elif isinstance(action, Enqueue):
+                self._enqueue(call, action)
+            elif isinstance(action, RequestCallback):
+                self._request_callback(call)
+            elif isinstance(action, StartLookup):
+                self._spawn(call, self._lookup(call, action))
+            elif isinstance(action, StartRecording):
+                self._start_voicemail(call, action)
+            elif isinstance(action, StopRecording):
+                self._save_voicemail(call)
+            elif isinstance(action, Disconnect):
+                if not ic.logged and action.outcome != "callback":
+                    self._log_end(call, action.outcome)
+                sw._release(call, f"ivr_{action.outcome}")
+                return
+        self._arm(call)
+
+    def _spawn(self, call: SipCall, coro: Any) -> None:
+        ic = call.ivr
+        assert ic is not None
+        task = asyncio.create_task(coro)
+        ic.tasks.add(task)
+        task.add_done_callback(ic.tasks.discard)
+        task.add_done_callback(self.switch._done)
+
+    def _arm(self, call: SipCall) -> None:
+        ic = call.ivr
+        assert ic is not None
+        deadline = ic.run.deadline
+        if deadline == ic.timer_at:
+            return
+        self._disarm(ic)
+        loop = self.switch.stack.loop
+        if deadline is not None and loop is not None:
+            ic.timer_at = deadline
+            ic.timer = loop.call_at(deadline, self._timer, call)
+
+    def _disarm(self, ic: IvrCall) -> None:
+        if ic.timer is not None:
+            ic.timer.cancel()
+        ic.timer = None
+        ic.timer_at = None
+
+    def _timer(self, call: SipCall) -> None:
+        ic = call.ivr
+        if ic is None or call.ended:
+            return
+        ic.timer = None
+        ic.timer_at = None
+        self._carry_out(call, ic.run.timer(max(self.switch.stack.now(), ic.run.deadline or 0)))
+
+    # ------------------------------------------------------------------ prompts
+    async def _play(self, call: SipCall, action: PlayPrompts) -> None:
+        ic = call.ivr
+        assert ic is not None
+        sw = self.switch
+        figures: tuple[int | None, float] | None = None
+        if POSITION in action.segments or WAIT in action.segments:
+            figures = await self._queue_figures(call)
+        parts: list[npt.NDArray[np.int16]] = []
+        for segment in action.segments:
+            if segment == BEEP:
+                parts.append(self.beep)
+            elif segment in (POSITION, WAIT):
+                if figures is None or figures[0] is None:
+                    continue  # no longer waiting (ringing an agent): nothing to announce
+                position, wait = figures[0], figures[1]
+                text = (speech_numbers.say_position(position, action.language)
+                        if segment == POSITION
+                        else speech_numbers.say_wait(wait / 60.0, action.language))
+                pcm = await self._speak(text, action.language)
+                if pcm is not None:
+                    parts.append(pcm)
+            else:
+                pcm = sw.directory.prompts.get((call.tenant_id, segment, action.language))
+                if pcm is None:
+                    log.warning("call %s: no %s prompt %r", call.id, action.language, segment)
+                    continue
+                parts.append(pcm)
+        if call.ended or ic.run.finished or action.id != ic.run.playing:
+            return  # over, or replaced while it was being prepared
+        now = sw.stack.now()
+        if not parts:  # nothing to say: as if it had been said
+            self._carry_out(call, ic.run.prompt_ended(now, action.id))
+            return
+        sound = Sound.from_pcm("ivr", np.concatenate(parts) if len(parts) > 1 else parts[0])
+        call.caller.media.play(sound, loop=False,
+                               on_end=lambda: self._prompt_ended(call, action.id))
+
+    def _prompt_ended(self, call: SipCall, play_id: int) -> None:
+        ic = call.ivr
+        if ic is None or call.ended:
+            return
+        self._carry_out(call, ic.run.prompt_ended(self.switch.stack.now(), play_id))
+
+    async def _queue_figures(self, call: SipCall) -> tuple[int | None, float] | None:
+        call_id = call.id
+
+        def op(t: Tenant, now: float) -> tuple[int | None, float]:
+            position = t.acd.call_position(call_id)
+            info = t.acd.call_info(call_id)
+            if position is None or info is None:
+                return None, 0.0
+            return position, t.acd.expected_wait(info["queue"], position)
+
+        return await self._ask(call, op)
+
+    async def _ask(self, call: SipCall, op: Any) -> Any:
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+
+        def then(result: Any) -> None:
+            if not future.done():
+                future.set_result(result)
+
+        def failed(_: BaseException) -> None:
+            if not future.done():
+                future.set_result(None)
+
+        self.switch._submit(call.tenant_id, op, then, failed)
+        return await future
+
+    async def _speak(self, text: str, language: str) -> npt.NDArray[np.int16] | None:
+        key = (language, text)
+        cached = self.spoken.get(key)
+        if cached is not None:
+            self.spoken.move_to_end(key)
+            return cached
+        try:
+            pcm = await asyncio.to_thread(tts.render, text, language)
+        except tts.TtsError as err:
+            log.warning("cannot speak %r: %s", text, err)
+            return None
+        self.spoken[key] = pcm
+        if len(self.spoken) > SPOKEN_CACHE:
+            self.spoken.popitem(last=False)
+        return pcm
+
+    # ------------------------------------------------------------------ queue
+    def _enqueue(self, call: SipCall, action: Enqueue) -> None:
+        ic = call.ivr
+        assert ic is not None
+        call_id, queue = call.id, action.queue
+        data = {**ic.data, **{k: v for k, v in action.data.items() if v != ""}}
+        ended = self._end_event(call, "queued", queue)
+        ic.logged = True
+
+        def op(t: Tenant, now: float) -> None:
+            if ended is not None:
+                t.record(ended, now)
+            t.acd.call_arrived(now, call_id, queue, priority=action.priority, data=data,
+                               number=ic.number)
+
+        self.switch._submit(call.tenant_id, op,
+                            failed=lambda err: self.switch._release(call, f"refused: {err}"))
+
+    def _request_callback(self, call: SipCall) -> None:
+        ic = call.ivr
+        assert ic is not None
+        ic.callback_asked = True
+        call_id, number = call.id, ic.number
+
+        def accepted(_: Any) -> None:
+            if not call.ended:
+                self._carry_out(call, ic.run.callback_accepted(self.switch.stack.now()))
+
+        def refused(err: BaseException) -> None:
+            ic.callback_asked = False
+            log.info("call %s: callback refused (%s)", call_id, err)
+            if not call.ended:
+                self._carry_out(call, ic.run.callback_refused(self.switch.stack.now()))
+
+        self.switch._submit(call.tenant_id,
+                            lambda t, now: t.acd.request_callback(now, call_id, number),
+                            accepted, refused)
+
+    # ------------------------------------------------------------------ lookup
+    async def _lookup(self, call: SipCall, action: StartLookup) -> None:
+        ic = call.ivr
+        assert ic is not None
+        try:
+            answer = await asyncio.wait_for(
+                asyncio.to_thread(_fetch, action.url, action.params, action.timeout),
+                action.timeout + 0.5)
+        except Exception as err:  # the endpoint's trouble must never be the caller's
+            log.info("call %s: lookup %s failed: %s", call.id, action.url, err)
+            answer = None
+        if not call.ended:
+            self._carry_out(call, ic.run.lookup_done(self.switch.stack.now(), answer))
+
+    # ------------------------------------------------------------------ voicemail
+    def _start_voicemail(self, call: SipCall, action: StartRecording) -> None:
+        ic = call.ivr
+        assert ic is not None
+        sw = self.switch
+        slug = sw.directory.tenant_slugs.get(call.tenant_id, str(call.tenant_id))
+        ic.voicemail_path = f"{slug}/voicemail/{time.strftime('%Y-%m-%d')}/{call.id}.wav"
+        ic.voicemail_box = action.mailbox
+        recorder = StereoRecorder(sw.recordings / ic.voicemail_path, io=sw.disk, channels=1)
+        ic.voicemail = recorder
+        leg = call.caller.media
+        leg.play(None)
+        leg.recorder, leg.channel, leg.record_start = recorder, 0, sw.media.now()
+
+    def _save_voicemail(self, call: SipCall) -> None:
+        ic = call.ivr
+        assert ic is not None
+        recorder = ic.voicemail
+        if recorder is None:
+            return
+        ic.voicemail = None
+        leg = call.caller.media
+        if leg.recorder is recorder:
+            leg.recorder = None
+        written = recorder.close()
+        event = VoicemailLeft(time.time(), call.id, ic.voicemail_box, ic.voicemail_path,
+                              round(recorder.duration, 3), ic.number, ic.run.language)
+        tenant_id = call.tenant_id
+        sw = self.switch
+
+        async def saved() -> None:
+            if written is not None:
+                await asyncio.wrap_future(written)
+            if not recorder.failed and recorder.duration > 0:
+                sw._submit(tenant_id, lambda t, now: t.record(event, now))
+
+        sw._spawn(saved())
+
+    # ------------------------------------------------------------------ record
+    def _end_event(self, call: SipCall, outcome: str, queue: str | None = None
+                   ) -> IvrEnded | None:
+        ic = call.ivr
+        if ic is None or ic.flow is None:
+            return None
+        run = ic.run
+        return IvrEnded(time.time(), call.id, ic.flow, ic.version, outcome, queue,
+                        run.language, round(self.switch.stack.now() - ic.started, 3), ic.number,
+                        list(run.path))
+
+    def _log_end(self, call: SipCall, outcome: str) -> None:
+        ic = call.ivr
+        assert ic is not None
+        ic.logged = True
+        event = self._end_event(call, outcome)
+        if event is not None:
+            self.switch._submit(call.tenant_id, lambda t, now: t.record(event, now))
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None  # a redirect could point anywhere; the configured URL is the only target
+
+
+_opener = urllib.request.build_opener(_NoRedirect)
+
+
+def _fetch(url: str, params: dict[str, str], timeout: float) -> Any:
+    """GET the lookup endpoint (blocking; run in a thread). Only a JSON object is used.
+
+    The URL is a tenant's: on a shared server it must not reach what only the server can,
+    such as a cloud's link-local metadata service, so such addresses are refused and
+    redirects are not followed."""
+    parts = urllib.parse.urlsplit(url)
+    host = parts.hostname or ""
+    for info in socket.getaddrinfo(host, parts.port or (443 if parts.scheme == "https" else 80),
+                                   type=socket.SOCK_STREAM):
+        address = ipaddress.ip_address(info[4][0])
+        if address.is_link_local or address.is_multicast or address.is_unspecified:
+            raise ValueError(f"lookup address {address} is not allowed")
+    query = urllib.parse.urlencode(params)
+    full = url + ("&" if parts.query else "?") + query
+    request = urllib.request.Request(full, headers={"Accept": "application/json",
+                                                    "User-Agent": "Hotline-IVR"})
+    with _opener.open(request, timeout=timeout) as response:
+        body = response.read(LOOKUP_BYTES + 1)
+    if len(body) > LOOKUP_BYTES:
+        raise ValueError("lookup answer too large")
+    return json.loads(body)
