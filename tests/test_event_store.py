@@ -59,6 +59,8 @@ SAMPLE = {
     "language": "en",
     "path": ["welcome", "main", "cards"],
     "mailbox": "cards",
+    "supervisor": "supervisor",
+    "mode": "whisper",
 }
 # Fields an event may lack; ``to_dict`` leaves them out when empty.
 OPTIONAL = {
@@ -72,6 +74,7 @@ OPTIONAL = {
     "phone_registered": ("user_agent",),
     "ivr_ended": ("queue", "language", "number", "path"),
     "voicemail_left": ("number", "language"),
+    "call_monitored": ("agent",),
 }
 
 

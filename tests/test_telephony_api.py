@@ -163,6 +163,7 @@ def test_a_phone_account_stores_only_the_digest_ha1s(
     # No extension: the username is the agent's code.
     assert body == {
         "agent": "A1",
+        "user": None,
         "username": "A1",
         "realm": "hotline",
         "registered": False,
@@ -323,6 +324,25 @@ def test_phone_accounts_by_role(center: Center) -> None:
     assert ok(platform.get("/agents/A2/phone"))["username"] == "A2"
     ok(platform.delete("/agents/A2/phone"), 204)
     assert [p["agent"] for p in ok(admin.get("/phones"))] == ["A1"]
+
+
+def test_a_supervisor_has_a_phone_of_their_own_for_monitoring(center: Center) -> None:
+    admin, sup = center.admin, center.sup
+    phone = ok(admin.put("/users/sup/phone", json={"username": "9100", "password": SECRET}))
+    assert (phone["user"], phone["agent"], phone["username"]) == ("sup", None, "9100")
+    assert sip(center).phones["9100"]["agent"] is None  # the SIP side knows it after a reload
+    assert ok(sup.get("/users/sup/phone"))["username"] == "9100"  # their own
+    problem(center.alice.get("/users/sup/phone"), 403)
+    problem(sup.put("/users/sup/phone", json={"password": SECRET}), 403)  # admins set them
+    # agents and QA do not monitor calls; the name is shared with agents' phones and trunks
+    invalid(admin.put("/users/alice/phone", json={"password": SECRET}), "path.username")
+    ok(admin.put("/agents/A1/phone", json={"password": SECRET}))
+    problem(admin.put("/users/boss/phone", json={"username": "A1", "password": SECRET}), 409)
+    problem(admin.put("/users/nobody/phone", json={"password": SECRET}), 404)
+    assert_secret_nowhere(center, SECRET)
+    # deleting the user deletes the phone account
+    ok(admin.delete("/users/sup"), 204)
+    assert "9100" not in {r["username"] for r in rows(center, PhoneAccount)}
 
 
 # ---------------------------------------------------------------------- trunks

@@ -23,11 +23,19 @@ import numpy.typing as npt
 from hotline.media import g711, speech_numbers, tts
 from hotline.server import demo
 
-from .peers import PhoneFactory, Registration, Sipp, band_energy_fraction, pcmu_pcap, read_wav
+from .peers import (
+    PhoneFactory,
+    Registration,
+    Sipp,
+    band_energy_fraction,
+    duration_s,
+    pcmu_pcap,
+    read_wav,
+)
 from .server import DEMO_PASSWORD, CallCenter, Queue, agent_phone, wait_until
 
 Tone = Callable[..., Path]
-CALLER_HZ, AGENT_HZ = 440, 1000
+CALLER_HZ, AGENT_HZ, SUPERVISOR_HZ = 440, 1000, 1500
 RATE = 8000
 
 
@@ -282,7 +290,7 @@ def test_voicemail_after_the_emergency_notice_is_recorded_and_listed(
     center.wait_media_released()
 
 
-def test_the_demo_number_speaks_its_menus_in_english_and_a_softphone_agent_answers(
+def test_the_demo_number_speaks_english_a_softphone_answers_and_the_supervisor_joins(
     center: CallCenter, phones: PhoneFactory, tone: Tone, tmp_path: Path,
 ) -> None:
     code, extension = demo.PHONE_AGENTS[0]
@@ -299,9 +307,29 @@ def test_the_demo_number_speaks_its_menus_in_english_and_a_softphone_agent_answe
     time.sleep(9.0)  # the English main menu, spoken
     caller.send_dtmf("1")  # general enquiries: the phone queue
     phone.wait("CALL_ESTABLISHED", timeout=20)
-    time.sleep(1.0)
+    call_id = center.events.wait_for(type="call_answered", agent=code)["call"]
+    # the demo's supervisor listens from their own phone, then barges in
+    supervisor_set = phones(demo.SUPERVISOR_PHONE, tone(SUPERVISOR_HZ),
+                            registration=Registration(center.server.sip_port, DEMO_PASSWORD))
+    supervisor_set.wait_registered()
+    supervisor = center.server.login("supervisor")
+    supervisor.put(f"/calls/{call_id}/monitor", {"mode": "listen"})
+    supervisor_set.wait("CALL_ESTABLISHED")
+    listening = time.monotonic()
+    time.sleep(2.5)
+    supervisor.put(f"/calls/{call_id}/monitor", {"mode": "barge"})
+    barged = time.monotonic()
+    time.sleep(2.5)
     caller.hangup()
     phone.wait("CALL_CLOSED")
+    supervisor_set.wait("CALL_CLOSED")
+    (heard_by_supervisor,) = supervisor_set.recordings("dec")
+    for hz in (CALLER_HZ, AGENT_HZ):
+        assert band_energy_fraction(heard_by_supervisor, hz, 25.0, 0.8,
+                                    barged - listening - 0.3) >= 0.25
+    (heard_by_agent,) = phone.recordings("dec")
+    end = duration_s(heard_by_agent)
+    assert band_energy_fraction(heard_by_agent, SUPERVISOR_HZ, 25.0, end - 1.8, end - 0.3) >= 0.25
 
     (recording,) = caller.recordings("dec")
     english = stored_prompt(center, "main_menu", "en", tmp_path)

@@ -42,8 +42,9 @@ class Account:
     username: str
     tenant_id: int
     ha1: dict[str, str]  # algorithm -> HA1
-    agent: str | None = None  # phones
+    agent: str | None = None  # agents' phones
     trunk: str | None = None  # trunks
+    user: str | None = None  # supervisors' phones
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +78,7 @@ PromptKey = tuple[int, str, str]  # tenant, code, language
 class Directory:
     accounts: dict[str, Account] = field(default_factory=dict)
     phones: dict[tuple[int, str], str] = field(default_factory=dict)  # (tenant, agent) -> user
+    user_phones: dict[tuple[int, str], str] = field(default_factory=dict)  # (tenant, user) ->
     trunks: list[TrunkEntry] = field(default_factory=list)
     routes: dict[str, Route] = field(default_factory=dict)  # DID -> route
     calendars: dict[tuple[int, str], Calendar] = field(default_factory=dict)
@@ -96,9 +98,13 @@ class Directory:
                 d.phone_login.add(tenant.id)
         for p in db.scalars(select(PhoneAccount)):
             d.accounts[p.username] = Account(
-                p.username, p.tenant_id, {"MD5": p.ha1_md5, "SHA-256": p.ha1_sha256}, agent=p.agent
+                p.username, p.tenant_id, {"MD5": p.ha1_md5, "SHA-256": p.ha1_sha256},
+                agent=p.agent, user=p.user,
             )
-            d.phones[(p.tenant_id, p.agent)] = p.username
+            if p.agent is not None:
+                d.phones[(p.tenant_id, p.agent)] = p.username
+            elif p.user is not None:
+                d.user_phones[(p.tenant_id, p.user)] = p.username
         for t in db.scalars(select(Trunk).where(Trunk.active.is_(True))):
             nets = tuple(ipaddress.ip_network(n, strict=False) for n in t.allow or ())
             if nets:

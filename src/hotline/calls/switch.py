@@ -43,6 +43,7 @@ from hotline.events.types import (
     CallbackFailed,
     CallClosed,
     CallEnded,
+    CallMonitored,
     CallRecorded,
     CallRejected,
     CallTransferred,
@@ -51,9 +52,11 @@ from hotline.events.types import (
     PhoneUnregistered,
 )
 from hotline.media.engine import Leg, MediaEngine, Sound, builtin_music
+from hotline.media.mixer import Mix
 from hotline.media.recorder import StereoRecorder
 from hotline.media.wav import load_prompt
 from hotline.server.live import CenterUnavailable, LiveCenter, Tenant
+from hotline.server.state import TelephonyError
 from hotline.sip import sdp
 from hotline.sip.dialog import Dialog, request_dialog_key
 from hotline.sip.digest import DigestError, DigestServer
@@ -93,6 +96,35 @@ class CallLeg:
 
 
 @dataclass
+class Monitor:
+    """A supervisor's phone on a call: ringing, then listening, whispering, barging in, or
+    (take_over) in the agent's place."""
+
+    user: str
+    mode: str
+    leg: CallLeg
+    mix: Mix | None = None
+
+
+@dataclass(frozen=True)
+class MonitorInvite:
+    """What a supervisor phone's INVITE transaction carries (``tx.user``)."""
+
+    call: SipCall
+    leg: CallLeg
+    offer: sdp.SessionDescription
+    target: Address
+    conn: Any
+
+
+class MonitorError(TelephonyError):
+    pass
+
+
+MONITOR_MODES = ("listen", "whisper", "barge", "take_over")
+
+
+@dataclass
 class SipCall:
     id: str  # the ACD's call id (changes when the call is transferred to a new segment)
     tenant_id: int
@@ -109,6 +141,8 @@ class SipCall:
     digits: list[str] = field(default_factory=list)
     number: str = "anonymous"  # the caller's number, safe to show and to put in a header
     ivr: Any = None  # the caller's IVR run (calls.ivr_calls.IvrCall)
+    monitor: Monitor | None = None
+    taken_over: bool = False  # a supervisor replaced the agent: the ACD's part has ended
 
 
 @dataclass
@@ -395,7 +429,7 @@ class Switch:
             to_user = parse_uri(parse_name_addr(req.headers.get("To") or "").uri).user
         except SipError:
             to_user = None  # a tel: or other address of record: not one of our phones
-        if account is None or account.agent is None or to_user != username:
+        if account is None or account.trunk is not None or to_user != username:
             self.stack.reply(ev.tx, 403, "Not Your Address")
             return
         now = self.stack.now()
@@ -418,7 +452,7 @@ class Switch:
         headers.append(("Date", time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime())))
         self.stack.reply(ev.tx, 200, headers=headers)
         self._schedule_expiry()
-        if outcome.changed:
+        if outcome.changed and account.agent is not None:
             self._phone_changed(account.tenant_id, account.agent, username, outcome.contacts,
                                 "unregistered")
         if outcome.contacts and ev.source[0] not in self.guard.registered:
@@ -616,6 +650,8 @@ class Switch:
             if type(e) in (CallEnded, CallAbandoned, CallClosed, CallRejected, CallbackFailed):
                 call = self.calls.get(e.call)  # type: ignore[attr-defined]
                 if call is not None and not call.ended:
+                    if type(e) is CallEnded and call.taken_over:
+                        continue  # the agent's part ended; the supervisor talks on
                     self._release(call, "ended")
 
     def _offer(self, call: SipCall, agent: str) -> None:
@@ -638,13 +674,24 @@ class Switch:
         if call.ended or agent not in call.wanted:  # withdrawn while the port was opened
             media.close()
             return
+        leg, offer, target = self._invite_phone(call, media, username, binding, call.number)
+        call.ringing[agent] = leg
+        assert leg.invite is not None
+        leg.invite.user = (call, agent, leg, offer, target, binding.conn)
+        if self.stack.loop is not None:  # a queue without a ring timeout: ours applies
+            self.stack.loop.call_later(self.config.max_ring, self._ring_expired, call, agent,
+                                       leg)
+
+    def _invite_phone(self, call: SipCall, media: Leg, username: str, binding: Binding,
+                      display: str) -> tuple[CallLeg, sdp.SessionDescription, Address]:
+        """INVITE a registered phone (an agent's, or a supervisor's) on behalf of the call."""
         session = secrets.randbits(31)
         offer = sdp.offer(self.config.advertised, media.port, session_id=session)
         body = sdp.serialise(offer)
-        number = call.number
         host = f"{self.config.advertised}:{self.stack.port}"
+        number = call.number
         h = Headers()
-        h.add("From", f'"{number}" <sip:{escape_user(number)}@{host}>'
+        h.add("From", f'"{display}" <sip:{escape_user(number)}@{host}>'
                       f";tag={self.stack.layer.new_tag()}")
         h.add("To", f"<sip:{username}@{host}>")
         h.add("Call-ID", f"{secrets.token_hex(12)}@{self.config.advertised}")
@@ -655,13 +702,171 @@ class Switch:
         h.add("Content-Type", "application/sdp")
         invite = Request("INVITE", binding.contact, h, body)
         leg = CallLeg(media, sdp_session=session, local_sdp=body)
-        call.ringing[agent] = leg
         target = phone_address(binding)
         leg.invite = self.stack.request(invite, target, binding.conn)
-        leg.invite.user = (call, agent, leg, offer, target, binding.conn)
-        if self.stack.loop is not None:  # a queue without a ring timeout: ours applies
-            self.stack.loop.call_later(self.config.max_ring, self._ring_expired, call, agent,
-                                       leg)
+        return leg, offer, target
+
+    # ------------------------------------------------------------------ supervisors
+    async def monitor(self, tenant_id: int, call_id: str, user: str, mode: str
+                      ) -> dict[str, Any]:
+        """Call the supervisor's phone into a connected call, or change how it takes part."""
+        if mode not in MONITOR_MODES:
+            raise MonitorError(422, f"mode must be one of {', '.join(MONITOR_MODES)}")
+        call = self.calls.get(call_id)
+        if call is None or call.tenant_id != tenant_id or call.ended:
+            raise MonitorError(404, f"call {call_id!r} is not on a phone")
+        if call.taken_over:
+            raise MonitorError(409, "the call was taken over: it has no agent any more")
+        if call.agent is None or not call.agent.up:
+            raise MonitorError(409, "the call is not connected to an agent's phone")
+        mon = call.monitor
+        if mon is not None:
+            if mon.user != user:
+                raise MonitorError(409, f"{mon.user} is already on this call")
+            mon.mode = mode
+            if mon.leg.up:
+                self._apply_monitor(call)
+            return self._monitor_state(call)
+        username = self.directory.user_phones.get((tenant_id, user))
+        if username is None:
+            raise MonitorError(409, f"{user} has no phone (PUT /users/{user}/phone)")
+        bindings = self.registrar.lookup(username, self.stack.now())
+        if not bindings:
+            raise MonitorError(409, f"{user}'s phone ({username}) is not registered")
+        try:
+            media = await self.media.open_leg()
+        except RuntimeError as err:
+            raise MonitorError(503, str(err)) from None
+        if call.ended or call.monitor is not None or call.agent is None:
+            media.close()
+            raise MonitorError(409, "the call changed meanwhile; try again")
+        label = {"listen": "Listen", "whisper": "Coach", "barge": "Join",
+                 "take_over": "Take over"}[mode]
+        leg, offer, target = self._invite_phone(call, media, username, bindings[0],
+                                                f"{label} {call.number}")
+        assert leg.invite is not None
+        leg.invite.user = MonitorInvite(call, leg, offer, target, bindings[0].conn)
+        call.monitor = Monitor(user, mode, leg)
+        self.stack.flush()
+        return self._monitor_state(call)
+
+    async def stop_monitor(self, tenant_id: int, call_id: str, user: str) -> None:
+        call = self.calls.get(call_id)
+        if call is None or call.tenant_id != tenant_id or call.monitor is None:
+            raise MonitorError(404, f"nobody monitors call {call_id!r}")
+        if call.monitor.user != user and user != "":
+            raise MonitorError(409, f"{call.monitor.user} monitors this call, not {user}")
+        if call.taken_over:
+            raise MonitorError(409, "the supervisor has taken the call over: hang up instead")
+        self._monitor_gone(call, call.monitor.leg, "stopped")
+        self.stack.flush()
+
+    def _monitor_state(self, call: SipCall) -> dict[str, Any]:
+        mon = call.monitor
+        assert mon is not None
+        return {"call": call.id, "supervisor": mon.user, "mode": mon.mode,
+                "state": "connected" if mon.leg.up else "ringing"}
+
+    def _monitor_response(self, resp: Response, tx: ClientTransaction,
+                          m: MonitorInvite) -> None:
+        call, leg = m.call, m.leg
+        status = resp.status
+        if status < 200:
+            return
+        current = call.monitor is not None and call.monitor.leg is leg
+        if status >= 300:
+            if leg.invite is tx:
+                leg.invite = None
+                if current:
+                    self._monitor_gone(call, leg, f"refused ({status})")
+                else:
+                    leg.media.close()
+            return
+        if leg.dialog is not None:
+            return  # a retransmitted 2xx
+        dialog = Dialog.as_uac(tx.request, resp, m.target, m.conn)
+        self.stack.ack(tx, dialog.ack(tx.request.cseq[0]))
+        leg.invite, leg.dialog, leg.up = None, dialog, True
+        if not current or call.ended or call.agent is None or call.taken_over:
+            leg.up = False
+            self._send_bye(dialog)
+            leg.media.close()
+            return
+        self.dialogs[_dialog_key(dialog)] = (call, leg)
+        try:
+            neg = sdp.negotiated_from_answer(m.offer, sdp.parse(resp.body))
+        except sdp.SdpError as err:
+            log.warning("supervisor phone answered with unusable SDP: %s", err)
+            self._monitor_gone(call, leg, "bad answer")
+            return
+        leg.media.configure((neg.remote_address, neg.remote_port), neg.codec, neg.payload_type,
+                            neg.dtmf_payload_type, neg.sends)
+        self._apply_monitor(call)
+
+    def _apply_monitor(self, call: SipCall) -> None:
+        """Mix the three legs as the mode says (or hand the caller to the supervisor)."""
+        mon = call.monitor
+        assert mon is not None and call.agent is not None
+        if mon.mode == "take_over":
+            self._take_over(call)
+            return
+        c, a, s = call.caller.media, call.agent.media, mon.leg.media
+        hears: dict[Leg, tuple[Leg, ...]] = {s: (c, a), c: (a,), a: (c,)}  # listen
+        if mon.mode == "whisper":
+            hears[a] = (c, s)
+        elif mon.mode == "barge":
+            hears[a], hears[c] = (c, s), (a, s)
+        # what the supervisor says is recorded on the agent's side (the center's side)
+        channels = {c: 0, a: 1} if mon.mode == "listen" else {c: 0, a: 1, s: 1}
+        mon.mix = self.media.mix(hears, call.recorder, channels, a.record_start)
+        self._monitor_event(call, mon.user, mon.mode)
+
+    def _take_over(self, call: SipCall) -> None:
+        """The supervisor replaces the agent: caller and supervisor are bridged (the recording
+        goes on), the agent's phone is hung up and the agent goes to wrap-up."""
+        mon = call.monitor
+        assert mon is not None and call.agent is not None
+        agent_leg, agent = call.agent, call.agent_id
+        record_start = agent_leg.media.record_start
+        if mon.mix is not None:
+            self.media.unmix(mon.mix)
+            mon.mix = None
+        call.taken_over = True
+        call.agent, call.agent_id = mon.leg, None
+        self.media.bridge(call.caller.media, mon.leg.media, call.recorder, record_start)
+        self._hang_up_leg(agent_leg)
+        self._monitor_event(call, mon.user, "take_over", agent)
+        call_id = call.id
+        self._submit(call.tenant_id, _hang_up(call_id))
+
+    def _monitor_gone(self, call: SipCall, leg: CallLeg, why: str) -> None:
+        """The supervisor's phone left (hung up, refused, stopped): the call goes back to a
+        plain two-party bridge."""
+        mon = call.monitor
+        if mon is None or mon.leg is not leg:
+            return
+        if call.taken_over:  # the supervisor is the call's other party now
+            return
+        call.monitor = None
+        joined = leg.up
+        if mon.mix is not None:
+            self.media.unmix(mon.mix)
+        if leg.invite is not None and not leg.cancelled:
+            leg.cancelled = True
+            self.stack.cancel(leg.invite)
+        else:
+            self._hang_up_leg(leg)
+        if call.agent is not None and not call.ended:
+            agent = call.agent.media
+            self.media.bridge(call.caller.media, agent, call.recorder, agent.record_start)
+        if joined or why == "hung up":
+            self._monitor_event(call, mon.user, "ended")
+        log.info("call %s: %s's monitoring ended (%s)", call.id, mon.user, why)
+
+    def _monitor_event(self, call: SipCall, user: str, mode: str,
+                       agent: str | None = None) -> None:
+        event = CallMonitored(time.time(), call.id, user, mode, agent or call.agent_id)
+        self._submit(call.tenant_id, lambda t, now: t.record(event, now))
 
     def _ring_expired(self, call: SipCall, agent: str, leg: CallLeg) -> None:
         if call.ringing.get(agent) is leg and leg.invite is not None and not leg.cancelled:
@@ -698,6 +903,9 @@ class Switch:
 
     def _response(self, resp: Response, tx: ClientTransaction) -> None:
         if tx.method != "INVITE" or tx.user is None:
+            return
+        if isinstance(tx.user, MonitorInvite):
+            self._monitor_response(resp, tx, tx.user)
             return
         call, agent, leg, offer, target, conn = tx.user
         status = resp.status
@@ -786,6 +994,12 @@ class Switch:
     def _timeout(self, tx: ClientTransaction) -> None:
         if tx.method != "INVITE" or tx.user is None:
             return
+        if isinstance(tx.user, MonitorInvite):
+            m = tx.user
+            if m.leg.invite is tx:
+                m.leg.invite = None
+                self._monitor_gone(m.call, m.leg, "no answer")
+            return
         call, agent, leg = tx.user[:3]
         if leg.invite is not tx:
             return
@@ -842,6 +1056,8 @@ class Switch:
             self._caller_gone(call)
         elif leg is call.agent:
             self._agent_gone(call)
+        elif call.monitor is not None and leg is call.monitor.leg:
+            self._monitor_gone(call, leg, "hung up")
         # else: the phone hung up before the ACD took its answer; ``answered`` ends the call
 
     def _caller_gone(self, call: SipCall) -> None:
@@ -911,6 +1127,8 @@ class Switch:
         self.ivr.released(call, cause)
         self.calls.pop(call.id, None)
         self._stop_ringing(call)
+        if call.monitor is not None:
+            self._monitor_gone(call, call.monitor.leg, cause)
         self._end_agent_leg(call)
         self._hang_up_leg(call.caller)
         if call.digits:

@@ -158,13 +158,24 @@ class BusinessHours(Base):
 
 
 class PhoneAccount(Base):
-    """An agent's SIP phone log-in. A phone registers with only a username and password, so the
-    username is unique across all tenants; it names the tenant. Only the digest HA1s are kept
-    (RFC 7616): they are what a registrar checks, and they work for no other realm."""
+    """A SIP phone log-in: an agent's, or a user's (a supervisor's phone, called to listen to
+    or join calls). A phone registers with only a username and password, so the username is
+    unique across all tenants; it names the tenant. Only the digest HA1s are kept (RFC 7616):
+    they are what a registrar checks, and they work for no other realm."""
 
     __tablename__ = "phone_accounts"
     __table_args__ = (
         UniqueConstraint("tenant_id", "agent", name="uq_phone_accounts_tenant_agent"),
+        UniqueConstraint("tenant_id", "user", name="uq_phone_accounts_tenant_user"),
+        CheckConstraint('(agent IS NULL) <> ("user" IS NULL)',
+                        name="ck_phone_accounts_agent_or_user"),
+        # Deleting the user deletes its phone account.
+        ForeignKeyConstraint(
+            ["tenant_id", "user"],
+            ["users.tenant_id", "users.username"],
+            name="fk_phone_accounts_user_users",
+            ondelete="CASCADE",
+        ),
         # Deleting the agent deletes its phone account.
         ForeignKeyConstraint(
             ["tenant_id", "agent"],
@@ -175,7 +186,8 @@ class PhoneAccount(Base):
     )
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
-    agent: Mapped[str] = mapped_column(String(64))
+    agent: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    user: Mapped[str | None] = mapped_column(String(64), nullable=True)  # a user's username
     username: Mapped[str] = mapped_column(String(64), unique=True)
     ha1_md5: Mapped[str] = mapped_column(String(32))
     ha1_sha256: Mapped[str] = mapped_column(String(64))

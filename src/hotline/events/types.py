@@ -477,6 +477,23 @@ class VoicemailLeft(Event):
         self.language = language
 
 
+class CallMonitored(Event):
+    """A supervisor's phone joined, changed how it takes part in, or left a call: ``mode`` is
+    listen (hears both), whisper (the agent hears the supervisor too), barge (all three hear
+    each other), take_over (the supervisor replaced ``agent``), or ended."""
+
+    __slots__ = ("agent", "call", "mode", "supervisor")
+    fields: ClassVar[tuple[str, ...]] = ("t", "call", "supervisor", "mode", "agent")
+
+    def __init__(self, t: float, call: str, supervisor: str, mode: str,
+                 agent: str | None = None) -> None:
+        self.t = t
+        self.call = call
+        self.supervisor = supervisor
+        self.mode = mode
+        self.agent = agent
+
+
 _EVENT_CLASSES: tuple[type[Event], ...] = (
     CallArrived,
     CallQueued,
@@ -502,6 +519,7 @@ _EVENT_CLASSES: tuple[type[Event], ...] = (
     CallRecorded,
     IvrEnded,
     VoicemailLeft,
+    CallMonitored,
 )
 EVENT_NAMES: dict[type, str] = {
     cls: re.sub(r"(?<!^)(?=[A-Z])", "_", cls.__name__).lower() for cls in _EVENT_CLASSES

@@ -14,6 +14,7 @@ import functools
 import logging
 import random
 import socket
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -22,6 +23,7 @@ import numpy as np
 
 from hotline.media import g711, rtp
 from hotline.media.dtmf import InbandDtmfDetector, TelephoneEventReceiver
+from hotline.media.mixer import Mix
 from hotline.media.recorder import StereoRecorder
 
 log = logging.getLogger("hotline.media")
@@ -106,6 +108,8 @@ class Leg:
         self.sending = True  # False while the peer holds us (sendonly/inactive)
         self.stream = rtp.RtpStream(0, rng)
         self.peer: Leg | None = None
+        self.mix: Mix | None = None  # in a call of three: packets wait here for the mix
+        self.inbox: deque[bytes] = deque()
         self.sound: Sound | None = None
         self.sound_pos = 0
         self.sound_loop = True
@@ -167,6 +171,8 @@ class Leg:
             peer = self.peer
             if peer is not None and peer.sound is None:
                 peer.send_audio(payload, self.codec, data[1] >= 0x80)
+            elif self.mix is not None:
+                Mix.queue(self, payload)
             self._heard(payload)
             return
         pkt = rtp.parse(data)
@@ -179,6 +185,8 @@ class Leg:
             peer = self.peer
             if peer is not None and peer.sound is None:
                 peer.send_audio(payload, self.codec, pkt.marker)
+            elif self.mix is not None:
+                Mix.queue(self, payload)
             self._heard(payload)
         elif pt == self.dtmf_payload_type:
             key = self.events.feed(pkt.payload, pkt.timestamp, pkt.marker)
@@ -297,6 +305,9 @@ class Leg:
         if self.peer is not None and self.peer.peer is self:
             self.peer.peer = None
         self.peer = None
+        if self.mix is not None:
+            self.mix.drop(self)
+            self.mix = None
         if self.transport is not None:
             self.transport.close()
         self.engine.release(self)
@@ -311,6 +322,7 @@ class MediaEngine:
         self.rng = rng or random.SystemRandom()
         self.legs: dict[int, Leg] = {}
         self.playing: set[Leg] = set()
+        self.mixes: set[Mix] = set()
         self._ticker: asyncio.TimerHandle | None = None
         self._tick_at = 0.0
         self.late_ticks = 0
@@ -376,22 +388,52 @@ class MediaEngine:
             "legs": len(legs),
             "playing": len(self.playing),
             "bridged": sum(1 for leg in legs if leg.peer is not None),
+            "mixes": len(self.mixes),
             "packets_received": self.closed_received + sum(g.received_packets for g in legs),
             "packets_sent": self.closed_sent + sum(g.sent_packets for g in legs),
             "late_ticks": self.late_ticks,
         }
 
-    def bridge(self, caller: Leg, agent: Leg, recorder: StereoRecorder | None) -> None:
-        """Connect two legs both ways; the recorder gets caller left (0), agent right (1)."""
+    def bridge(self, caller: Leg, agent: Leg, recorder: StereoRecorder | None,
+               record_start: float | None = None) -> None:
+        """Connect two legs both ways; the recorder gets caller left (0), agent right (1).
+        ``record_start``: when the recording began (a call bridged again after a mix)."""
         caller.play(None)
         agent.play(None)
+        for leg in (caller, agent):
+            if leg.mix is not None:
+                self.unmix(leg.mix)
         caller.peer, agent.peer = agent, caller
         if recorder is not None:
-            start = self.now()
+            start = self.now() if record_start is None else record_start
             for leg, channel in ((caller, 0), (agent, 1)):
                 leg.recorder = recorder
                 leg.channel = channel
                 leg.record_start = start
+
+    def mix(self, hears: dict[Leg, tuple[Leg, ...]], recorder: StereoRecorder | None = None,
+            channels: dict[Leg, int] | None = None, record_start: float = 0.0) -> Mix:
+        """Put legs in a call of three (or more), ``hears`` saying who hears whom; a call's
+        recording goes on through the mix."""
+        m = Mix(self.now())
+        m.set_hearing(hears)
+        m.record(recorder, channels or {}, record_start)
+        for leg in m.legs:
+            leg.play(None)
+            leg.peer = None
+            leg.recorder = None
+            if leg.mix is not None and leg.mix is not m:
+                self.unmix(leg.mix)
+            leg.mix = m
+        self.mixes.add(m)
+        return m
+
+    def unmix(self, m: Mix) -> None:
+        self.mixes.discard(m)
+        for leg in m.legs:
+            if leg.mix is m:
+                leg.mix = None
+                leg.inbox.clear()
 
     def unbridge(self, leg: Leg) -> None:
         peer = leg.peer
@@ -413,6 +455,12 @@ class MediaEngine:
             frames = int(behind // PTIME) + 1  # catch up a little: the peer's jitter buffer
             self._tick_at += (frames - 1) * PTIME
         for _ in range(frames):
+            for mix in list(self.mixes):
+                try:
+                    mix.tick(now)
+                except Exception:
+                    log.exception("media mix failed")
+                    self.unmix(mix)
             for leg in list(self.playing):
                 try:
                     leg._next_frame()

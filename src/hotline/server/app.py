@@ -99,6 +99,7 @@ def create_app(settings: Settings) -> FastAPI:
                     created_phones = demo.ensure_phones(
                         db, demo_tenant, password, settings.sip.realm
                     )
+                    demo.ensure_supervisor_phone(db, demo_tenant, password, settings.sip.realm)
                     try:
                         demo.ensure_ivr(db, demo_tenant)
                     except TtsError as err:  # the demo still takes calls, without its IVR
@@ -114,6 +115,9 @@ def create_app(settings: Settings) -> FastAPI:
                         "softphone on your network: the IVR (1 中文, 2 English) puts you "
                         "through to a registered phone; sip:" + demo.DIRECT_DID + "@{sip} "
                         "rings it directly"
+                        f"\n    the supervisor's phone is {demo.SUPERVISOR_PHONE} (same password):"
+                        " as user supervisor, PUT /api/v1/calls/<id>/monitor with mode listen,"
+                        " whisper, barge or take_over calls it into a call"
                     )
             for tenant in db.scalars(select(Tenant).order_by(Tenant.id)):
                 center.add_tenant(tenant_setup(db, tenant))

@@ -72,6 +72,7 @@ CARDS_QUEUE = "phone-cards"
 PHONE_DID = "400"
 DIRECT_DID = "401"
 PHONE_AGENTS = (("phone-1", "7001"), ("phone-2", "7002"))
+SUPERVISOR_PHONE = "7009"  # the demo supervisor's own phone: called to listen, coach, join
 DEMO_FLOW = "hotline"
 # The IVR's prompts, spoken by the TTS engine when the demo is created: (code, 中文, English)
 PROMPTS = (
@@ -233,6 +234,24 @@ def ensure_phones(db: Session, tenant: Tenant, password: str, realm: str) -> boo
         ))
     db.add(Trunk(tenant_id=tid, code="lan", name="Softphones on the local network",
                  allow=LAN, active=True, created_at=now))
+    db.commit()
+    return True
+
+
+def ensure_supervisor_phone(db: Session, tenant: Tenant, password: str, realm: str) -> bool:
+    """Give the demo's supervisor a phone of their own, when missing (True: created now)."""
+    if db.scalar(select(PhoneAccount).where(PhoneAccount.username == SUPERVISOR_PHONE)):
+        return False
+    if db.scalar(select(User).where(User.tenant_id == tenant.id,
+                                    User.username == "supervisor")) is None:
+        return False
+    now = time.time()
+    db.add(PhoneAccount(
+        tenant_id=tenant.id, user="supervisor", username=SUPERVISOR_PHONE,
+        ha1_md5=ha1("MD5", SUPERVISOR_PHONE, realm, password),
+        ha1_sha256=ha1("SHA-256", SUPERVISOR_PHONE, realm, password),
+        created_at=now, updated_at=now,
+    ))
     db.commit()
     return True
 

@@ -19,6 +19,14 @@ from hotline.server.problems import ApiError, forbidden
 from hotline.server.security import LoginThrottle, Principal, digest
 
 
+class TelephonyError(Exception):
+    """The SIP side cannot do what was asked; ``status`` is the HTTP status to answer with."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
 class Telephony(Protocol):
     """What the API asks of the SIP side (absent when the server runs without SIP)."""
 
@@ -32,6 +40,16 @@ class Telephony(Protocol):
 
     async def reload(self) -> None:
         """Re-read phone accounts, trunks and routes after the API changed them."""
+        ...
+
+    async def monitor(self, tenant_id: int, call_id: str, user: str, mode: str
+                      ) -> dict[str, Any]:
+        """Call ``user``'s phone into the call (or change its mode): listen, whisper, barge,
+        take_over. Raises an error with an HTTP ``status`` when it cannot."""
+        ...
+
+    async def stop_monitor(self, tenant_id: int, call_id: str, user: str) -> None:
+        """Hang up ``user``'s monitoring phone ("" for whoever's it is)."""
         ...
 
 

@@ -7,7 +7,7 @@ is written to the audit log.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter
 from fastapi.concurrency import run_in_threadpool
@@ -19,7 +19,7 @@ from hotline.server.catalog import Code, Model
 from hotline.server.live import Tenant
 from hotline.server.problems import ApiError, forbidden, invalid, not_found
 from hotline.server.security import Principal
-from hotline.server.state import Caller, ServerState, State, audit
+from hotline.server.state import Caller, ServerState, State, TelephonyError, audit
 
 router = APIRouter(tags=["control"])
 
@@ -49,6 +49,12 @@ class ActingAgentIn(Model):
 class TransferIn(Model):
     queue: Code | None = None
     agent: Code | None = None
+
+
+class MonitorIn(Model):
+    mode: Literal["listen", "whisper", "barge", "take_over"] = Field(
+        description="listen: hear both sides, unheard; whisper: the agent hears you too; "
+        "barge: all three talk; take_over: you replace the agent, who goes to wrap-up")
 
 
 class MoveIn(Model):
@@ -376,6 +382,50 @@ async def transfer(call_id: str, body: TransferIn, caller: Caller, state: State)
         state, caller, "call.transfer", call_id, queue=queue, agent=body.agent, to_call=new_id
     )
     return tenant.acd.call_info(new_id) or {"call": new_id, "state": "ended"}
+
+
+def _monitoring(state: ServerState, caller: Principal, call_id: str) -> Tenant:
+    if caller.role not in ("admin", "supervisor"):
+        raise forbidden("only supervisors and admins monitor calls")
+    if state.telephony is None:
+        raise ApiError(409, "Conflict", "the server runs without telephony (--sip off)")
+    tenant, _ = _call(state, caller, call_id)
+    return tenant
+
+
+def _telephony_error(err: TelephonyError) -> ApiError:
+    status = err.status
+    titles = {404: "Not Found", 409: "Conflict", 422: "Unprocessable Content",
+              503: "Service Unavailable"}
+    return ApiError(status, titles.get(status, "Conflict"), str(err))
+
+
+@router.put("/calls/{call_id}/monitor")
+async def monitor(call_id: str, body: MonitorIn, caller: Caller,
+                  state: State) -> dict[str, Any]:
+    """A supervisor listens to, coaches, joins or takes over a call on a phone: Hotline calls
+    the supervisor's own phone (``PUT /users/{username}/phone``) and, once it answers, mixes
+    it into the call as ``mode`` says; the same request with another mode changes it."""
+    tenant = _monitoring(state, caller, call_id)
+    assert state.telephony is not None
+    try:
+        result = await state.telephony.monitor(tenant.id, call_id, caller.username, body.mode)
+    except TelephonyError as err:
+        raise _telephony_error(err) from None
+    await _supervised(state, caller, "call.monitor", call_id, mode=body.mode)
+    return result
+
+
+@router.delete("/calls/{call_id}/monitor", status_code=204)
+async def stop_monitoring(call_id: str, caller: Caller, state: State) -> None:
+    tenant = _monitoring(state, caller, call_id)
+    assert state.telephony is not None
+    user = "" if caller.role == "admin" else caller.username
+    try:
+        await state.telephony.stop_monitor(tenant.id, call_id, user)
+    except TelephonyError as err:
+        raise _telephony_error(err) from None
+    await _supervised(state, caller, "call.monitor_end", call_id)
 
 
 @router.post("/calls/{call_id}/move")

@@ -24,7 +24,15 @@ from pydantic import AfterValidator, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from hotline.db.schema import Agent, CallRecord, InboundRoute, PhoneAccount, Queue, Trunk
+from hotline.db.schema import (
+    Agent,
+    CallRecord,
+    InboundRoute,
+    PhoneAccount,
+    Queue,
+    Trunk,
+    User,
+)
 from hotline.ivr.flow import Language
 from hotline.server.api.config import _agent_row, _one, _row, _unique, telephony_changed
 from hotline.server.api.reports import supervised_calls
@@ -48,6 +56,7 @@ Did = Annotated[
     ),
 ]
 Listener = Annotated[Principal, Depends(Roles("admin", "qa", "supervisor"))]
+MONITORS = {"admin", "supervisor"}  # roles that may listen to, coach or join calls
 
 
 def _cidr(value: str) -> str:
@@ -115,6 +124,7 @@ def _phones_out(state: ServerState, rows: list[PhoneAccount]) -> list[dict[str, 
     return [
         {
             "agent": r.agent,
+            "user": r.user,
             "username": r.username,
             "realm": state.sip_realm,
             "registered": bool(status[r.username]),
@@ -185,6 +195,70 @@ def delete_phone(code: str, caller: Admin, db: DB, state: State) -> None:
         raise not_found(f"phone account of agent {code!r}")
     db.delete(row)
     audit(db, caller, "phone.delete", code, username=row.username)
+    db.commit()
+    telephony_changed(state)
+
+
+def _user_row(db: Session, tenant_id: int, username: str) -> User:
+    user = db.scalar(select(User).where(User.tenant_id == tenant_id, User.username == username))
+    if user is None:
+        raise not_found(f"user {username!r}")
+    return user
+
+
+def _user_phone_row(db: Session, tenant_id: int, username: str) -> PhoneAccount | None:
+    return db.scalar(select(PhoneAccount).where(PhoneAccount.tenant_id == tenant_id,
+                                                PhoneAccount.user == username))
+
+
+@router.put("/users/{username}/phone", tags=["telephony"])
+def set_user_phone(username: str, body: PhoneIn, caller: Admin, db: DB,
+                   state: State) -> dict[str, Any]:
+    """A supervisor's (or admin's) own phone: the one Hotline calls when they listen to,
+    coach, join or take over a call."""
+    user = _user_row(db, caller.tenant_id, username)
+    if user.role not in MONITORS:
+        raise invalid("path.username", f"a {user.role} does not monitor calls: only "
+                      f"{' and '.join(sorted(MONITORS))} have monitoring phones")
+    sip_user = body.username or username
+    if SIP_NAME.fullmatch(sip_user) is None:
+        raise invalid("body.username", f"{sip_user!r} is not a SIP username: give one")
+    row = _user_phone_row(db, caller.tenant_id, username)
+    _username_free(db, sip_user, phone=row.id if row else None)
+    md5, sha256 = _ha1s(state, sip_user, body.password)
+    now = time.time()
+    if row is None:
+        row = PhoneAccount(tenant_id=caller.tenant_id, user=username, created_at=now)
+        db.add(row)
+        action = "user_phone.create"
+    else:
+        action = "user_phone.update"
+    row.username, row.ha1_md5, row.ha1_sha256, row.updated_at = sip_user, md5, sha256, now
+    audit(db, caller, action, username, username=sip_user)
+    db.commit()
+    telephony_changed(state)
+    return _phones_out(state, [row])[0]
+
+
+@router.get("/users/{username}/phone", tags=["telephony"])
+def get_user_phone(username: str, caller: Caller, db: DB, state: State) -> dict[str, Any]:
+    if caller.role != "admin" and caller.username != username:
+        raise forbidden("only admins see other users' phones")
+    _user_row(db, caller.tenant_id, username)
+    row = _user_phone_row(db, caller.tenant_id, username)
+    if row is None:
+        raise not_found(f"phone account of user {username!r}")
+    return _phones_out(state, [row])[0]
+
+
+@router.delete("/users/{username}/phone", status_code=204, tags=["telephony"])
+def delete_user_phone(username: str, caller: Admin, db: DB, state: State) -> None:
+    _user_row(db, caller.tenant_id, username)
+    row = _user_phone_row(db, caller.tenant_id, username)
+    if row is None:
+        raise not_found(f"phone account of user {username!r}")
+    db.delete(row)
+    audit(db, caller, "user_phone.delete", username, username=row.username)
     db.commit()
     telephony_changed(state)
 
