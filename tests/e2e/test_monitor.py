@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from .peers import PhoneFactory, Registration, band_energy_fraction
+from .peers import PhoneFactory, Registration, band_energy_fraction, rms
 from .server import CallCenter, agent_phone, wait_until
 
 Tone = Callable[..., Path]
@@ -130,4 +130,65 @@ def test_supervisor_listens_whispers_barges_in_and_takes_over_from_their_phone(
     a, b = window("take_over", rec_start)
     assert band_energy_fraction(wav, SUPERVISOR_HZ, 25.0, a, b, channel=1) >= 0.9
     assert band_energy_fraction(wav, CALLER_HZ, 25.0, a, b, channel=0) >= 0.9
+    center.wait_media_released()
+
+
+def test_recording_paused_for_a_card_number_and_private_queues_neither_recorded_nor_heard(
+    center: CallCenter, phones: PhoneFactory, tone: Tone, tmp_path: Path,
+) -> None:
+    on_demand, private = center.queue(wrap_up=1.0), center.queue(wrap_up=1.0)
+    center.admin.call("PATCH", f"/queues/{on_demand.id}", body={"recording": "on_demand"})
+    center.admin.call("PATCH", f"/queues/{private.id}", body={"recording": "never"})
+    agent = center.agent(on_demand)
+    center.admin.call("PUT", f"/agents/{agent.code}",
+                      body={**center.admin.get(f"/agents/{agent.code}"),
+                            "skills": {on_demand.skill: 1, private.skill: 1}})
+    agent_set = agent_phone(center, phones, tone(AGENT_HZ), agent)
+    me = center.server.login("admin")
+
+    # on demand: nothing is recorded until asked; a pause leaves silence in the file
+    caller = phones("caller", tone(CALLER_HZ))
+    caller.dial(center.did_uri(on_demand))
+    agent_set.wait("CALL_ESTABLISHED")
+    call_id = center.events.wait_for(type="call_answered", agent=agent.code)["call"]
+    time.sleep(1.0)
+    assert me.put(f"/calls/{call_id}/recording", {"state": "on"})["recording"] == "on"
+    started = time.monotonic()
+    time.sleep(2.0)
+    assert me.put(f"/calls/{call_id}/recording", {"state": "paused"})["recording"] == "paused"
+    paused = time.monotonic()
+    time.sleep(2.0)
+    assert me.put(f"/calls/{call_id}/recording", {"state": "on"})["recording"] == "on"
+    resumed = time.monotonic()
+    time.sleep(2.0)
+    caller.hangup()
+    agent_set.wait("CALL_CLOSED")
+    cdr = center.wait_cdr(on_demand, outcome="answered", recording=True)
+    wav = center.admin.download(f"/calls/{cdr['call_id']}/recording", tmp_path / "od.wav")
+    mid = (paused - started + 0.3, resumed - started - 0.3)
+    for channel, hz in ((0, CALLER_HZ), (1, AGENT_HZ)):
+        assert band_energy_fraction(wav, hz, 25.0, 0.3, paused - started - 0.3,
+                                    channel=channel) >= 0.9
+        assert band_energy_fraction(wav, hz, 25.0, resumed - started + 0.3,
+                                    resumed - started + 1.5, channel=channel) >= 0.9
+        assert rms(wav, channel, *mid) < 0.001, "audio was kept while paused"
+    changes = [e["state"] for e in center.events.matching(type="call_recording_changed",
+                                                          call=call_id)]
+    assert changes == ["started", "paused", "resumed"], changes
+    center.wait_agent_state(agent, "ready", timeout=15)
+
+    # private: never recorded, and no supervisor may listen
+    caller2 = phones("caller2", tone(CALLER_HZ))
+    caller2.dial(center.did_uri(private))
+    agent_set.wait("CALL_ESTABLISHED")
+    call2 = wait_until(lambda: [e["call"] for e in center.events.matching(
+        type="call_answered", agent=agent.code) if e["call"] != call_id], 10, "the call")[0]
+    r = me.http.put(f"/calls/{call2}/recording", json={"state": "on"})
+    assert r.status_code == 403, r.text
+    r = me.http.put(f"/calls/{call2}/monitor", json={"mode": "listen"})
+    assert r.status_code == 403, r.text
+    time.sleep(1.0)
+    caller2.hangup()
+    cdr2 = center.wait_cdr(private, outcome="answered")
+    assert not cdr2.get("recording")
     center.wait_media_released()

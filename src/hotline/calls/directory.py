@@ -24,6 +24,7 @@ from hotline.db.schema import (
     IvrFlow,
     PhoneAccount,
     Prompt,
+    Queue,
     Tenant,
     Trunk,
 )
@@ -85,6 +86,8 @@ class Directory:
     prompts: dict[PromptKey, npt.NDArray[np.int16]] = field(default_factory=dict)
     prompt_stamps: dict[PromptKey, float] = field(default_factory=dict)
     notices: dict[tuple[int, str, str], str] = field(default_factory=dict)  # emergency prompts
+    recording: dict[tuple[int, str], str] = field(default_factory=dict)  # queue -> policy
+    queues: set[tuple[int, str]] = field(default_factory=set)  # (tenant, queue code)
     tenant_slugs: dict[int, str] = field(default_factory=dict)
     trusted_hosts: set[str] = field(default_factory=set)  # single-address allow-list entries
     phone_login: set[int] = field(default_factory=set)  # tenants whose phones log agents in
@@ -139,6 +142,12 @@ class Directory:
                                                r.language)
             elif r.queue is not None:
                 self.routes[r.did] = Route(r.tenant_id, queue_flow(r.queue), None, 0, r.language)
+        for tid, code, settings in db.execute(select(Queue.tenant_id, Queue.code,
+                                                     Queue.settings)):
+            self.queues.add((tid, code))
+            policy = (settings or {}).get("recording", "always")
+            if policy != "always":
+                self.recording[(tid, code)] = policy
         for h in db.scalars(select(BusinessHours)):
             try:
                 self.calendars[(h.tenant_id, h.code)] = Calendar.from_config(

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from sqlalchemy.orm import Session, sessionmaker
 
 from hotline.acd.commands import (
@@ -43,15 +44,18 @@ from hotline.events.types import (
     CallbackFailed,
     CallClosed,
     CallEnded,
+    CallHeld,
     CallMonitored,
     CallRecorded,
+    CallRecordingChanged,
     CallRejected,
+    CallResumed,
     CallTransferred,
     Event,
     PhoneRegistered,
     PhoneUnregistered,
 )
-from hotline.media.engine import Leg, MediaEngine, Sound, builtin_music
+from hotline.media.engine import FRAME, Leg, MediaEngine, Sound, builtin_music
 from hotline.media.mixer import Mix
 from hotline.media.recorder import StereoRecorder
 from hotline.media.wav import load_prompt
@@ -79,7 +83,7 @@ from hotline.sip.transaction import (
 from hotline.sip.transport import SipStack
 
 log = logging.getLogger("hotline.calls")
-ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, INFO"
+ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, INFO, REFER, NOTIFY"
 BUSY = {486, 600, 603}
 
 
@@ -143,6 +147,9 @@ class SipCall:
     ivr: Any = None  # the caller's IVR run (calls.ivr_calls.IvrCall)
     monitor: Monitor | None = None
     taken_over: bool = False  # a supervisor replaced the agent: the ACD's part has ended
+    queue: str | None = None  # the queue whose agent answered (its recording policy applies)
+    recording_paused: bool = False  # paused (e.g. while a card number is read out)
+    held: bool = False  # on hold: the caller hears music
 
 
 @dataclass
@@ -180,6 +187,7 @@ class Switch:
         self.ivr = IvrCalls(self)
         self.music = Sound.from_pcm(
             "music", load_prompt(config.music) if config.music else builtin_music())
+        self.silence = Sound.from_pcm("silence", np.zeros(FRAME, dtype=np.int16))
         self.calls: dict[str, SipCall] = {}  # ACD call id -> call
         self.dialogs: dict[tuple[str, str, str], tuple[SipCall, CallLeg]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -350,7 +358,11 @@ class Switch:
             self.stack.reply(ev.tx, 200, headers=[("Allow", ALLOW), ("Accept", "application/sdp")])
         elif method == "INFO":
             self.stack.reply(ev.tx, 200)
-        elif method in ("SUBSCRIBE", "NOTIFY", "PUBLISH", "MESSAGE", "REFER", "UPDATE", "PRACK"):
+        elif method == "REFER":
+            self._refer(ev)
+        elif method == "NOTIFY":
+            self.stack.reply(ev.tx, 200 if self.dialogs.get(request_dialog_key(req)) else 481)
+        elif method in ("SUBSCRIBE", "PUBLISH", "MESSAGE", "UPDATE", "PRACK"):
             self.stack.reply(ev.tx, 405, headers=[("Allow", ALLOW)])
         else:
             self.stack.reply(ev.tx, 501, headers=[("Allow", ALLOW)])
@@ -647,6 +659,11 @@ class Switch:
             elif type(cmd) is DialCallback:  # callbacks to SIP callers come with outbound calls
                 self._submit(tenant.id, _callback_failed(cmd.call))
         for e in events:
+            if type(e) is CallHeld or type(e) is CallResumed:
+                call = self.calls.get(e.call)  # type: ignore[attr-defined]
+                if call is not None and call.tenant_id == tenant.id and not call.ended:
+                    self._media_hold(call, type(e) is CallHeld)
+                continue
             if type(e) in (CallEnded, CallAbandoned, CallClosed, CallRejected, CallbackFailed):
                 call = self.calls.get(e.call)  # type: ignore[attr-defined]
                 if call is not None and not call.ended:
@@ -719,6 +736,8 @@ class Switch:
             raise MonitorError(409, "the call was taken over: it has no agent any more")
         if call.agent is None or not call.agent.up:
             raise MonitorError(409, "the call is not connected to an agent's phone")
+        if self._policy(call) == "never":
+            raise MonitorError(403, f"calls of queue {call.queue} are private: nobody listens")
         mon = call.monitor
         if mon is not None:
             if mon.user != user:
@@ -818,7 +837,8 @@ class Switch:
             hears[a], hears[c] = (c, s), (a, s)
         # what the supervisor says is recorded on the agent's side (the center's side)
         channels = {c: 0, a: 1} if mon.mode == "listen" else {c: 0, a: 1, s: 1}
-        mon.mix = self.media.mix(hears, call.recorder, channels, a.record_start)
+        recorder = None if call.recording_paused else call.recorder
+        mon.mix = self.media.mix(hears, recorder, channels, a.record_start)
         self._monitor_event(call, mon.user, mon.mode)
 
     def _take_over(self, call: SipCall) -> None:
@@ -833,7 +853,8 @@ class Switch:
             mon.mix = None
         call.taken_over = True
         call.agent, call.agent_id = mon.leg, None
-        self.media.bridge(call.caller.media, mon.leg.media, call.recorder, record_start)
+        self.media.bridge(call.caller.media, mon.leg.media, None, record_start)
+        self._feed_recorder(call)
         self._hang_up_leg(agent_leg)
         self._monitor_event(call, mon.user, "take_over", agent)
         call_id = call.id
@@ -858,7 +879,8 @@ class Switch:
             self._hang_up_leg(leg)
         if call.agent is not None and not call.ended:
             agent = call.agent.media
-            self.media.bridge(call.caller.media, agent, call.recorder, agent.record_start)
+            self.media.bridge(call.caller.media, agent, None, agent.record_start)
+            self._feed_recorder(call)
         if joined or why == "hung up":
             self._monitor_event(call, mon.user, "ended")
         log.info("call %s: %s's monitoring ended (%s)", call.id, mon.user, why)
@@ -952,7 +974,7 @@ class Switch:
                             neg.dtmf_payload_type, neg.sends)
         call_id = call.id
 
-        def answered(_: Any) -> None:
+        def answered(queue: Any) -> None:
             if call.ended:
                 return
             if call.ringing.get(agent) is not leg:
@@ -964,6 +986,7 @@ class Switch:
             del call.ringing[agent]
             call.wanted.discard(agent)
             call.agent, call.agent_id = leg, agent
+            call.queue = queue if isinstance(queue, str) else None
             self.ivr.answered(call)
             if leg.up:
                 self._connect(call)
@@ -975,21 +998,85 @@ class Switch:
             if call.ringing.get(agent) is leg:
                 self._drop_ringing(call, agent)
 
-        self._submit(call.tenant_id, lambda t, now: t.acd.answer(now, call_id, agent),
-                     answered, refused)
+        def answer(t: Tenant, now: float) -> str | None:
+            t.acd.answer(now, call_id, agent)
+            info = t.acd.call_info(call_id)
+            return None if info is None else str(info["queue"])
+
+        self._submit(call.tenant_id, answer, answered, refused)
 
     def _connect(self, call: SipCall) -> None:
         assert call.agent is not None
-        recorder = None
-        if self.config.record:
-            slug = self.directory.tenant_slugs.get(call.tenant_id, str(call.tenant_id))
-            day = time.strftime("%Y-%m-%d")
-            relative = f"{slug}/{day}/{call.id}.wav"
-            recorder = StereoRecorder(self.recordings / relative, io=self.disk)
-            call.recorder = recorder
-            call.recording = relative
-            call.recorded_at = time.time()
-        self.media.bridge(call.caller.media, call.agent.media, recorder)
+        call.recording_paused = False
+        self.media.bridge(call.caller.media, call.agent.media, None)
+        if self.config.record and self._policy(call) == "always":
+            self._start_recording(call)
+
+    def _policy(self, call: SipCall) -> str:
+        """The recording policy of the call's queue: always, on_demand or never (private)."""
+        if call.queue is None:
+            return "always"
+        return self.directory.recording.get((call.tenant_id, call.queue), "always")
+
+    def _start_recording(self, call: SipCall) -> None:
+        slug = self.directory.tenant_slugs.get(call.tenant_id, str(call.tenant_id))
+        day = time.strftime("%Y-%m-%d")
+        relative = f"{slug}/{day}/{call.id}.wav"
+        call.recorder = StereoRecorder(self.recordings / relative, io=self.disk)
+        call.recording = relative
+        call.recorded_at = time.time()
+        call.recording_paused = False
+        start = self.media.now()
+        for leg in (call.caller.media, call.agent.media if call.agent else None):
+            if leg is not None:
+                leg.record_start = start
+        self._feed_recorder(call)
+
+    def _feed_recorder(self, call: SipCall) -> None:
+        """Connect the call's recorder (or, paused, nothing) to where its audio flows: the two
+        legs of a plain bridge, or the mix of a call with a supervisor in it."""
+        recorder = None if call.recording_paused else call.recorder
+        mon = call.monitor
+        if mon is not None and mon.mix is not None:
+            mon.mix.recorder = recorder
+            return
+        for leg, channel in ((call.caller, 0), (call.agent, 1)):
+            if leg is not None:
+                leg.media.recorder = recorder
+                leg.media.channel = channel
+
+    async def recording_control(self, tenant_id: int, call_id: str, state: str
+                                ) -> dict[str, Any]:
+        """Start (on demand), pause or resume the recording of a connected call. A pause
+        leaves silence in the file: what was said then is not kept, and QA sees the gap."""
+        call = self.calls.get(call_id)
+        if call is None or call.tenant_id != tenant_id or call.ended or call.agent is None:
+            raise MonitorError(404, f"call {call_id!r} is not connected on a phone")
+        if state == "on":
+            if call.recorder is None:
+                if self._policy(call) == "never" or not self.config.record:
+                    raise MonitorError(403, f"calls of queue {call.queue} are never recorded")
+                self._start_recording(call)
+                self._recording_event(call, "started")
+            elif call.recording_paused:
+                call.recording_paused = False
+                self._feed_recorder(call)
+                self._recording_event(call, "resumed")
+        elif state == "paused":
+            if call.recorder is None:
+                raise MonitorError(409, "the call is not being recorded")
+            if not call.recording_paused:
+                call.recording_paused = True
+                self._feed_recorder(call)
+                self._recording_event(call, "paused")
+        else:
+            raise MonitorError(422, "state must be on or paused")
+        return {"call": call.id, "recording": "off" if call.recorder is None else
+                "paused" if call.recording_paused else "on"}
+
+    def _recording_event(self, call: SipCall, state: str) -> None:
+        event = CallRecordingChanged(time.time(), call.id, state)
+        self._submit(call.tenant_id, lambda t, now: t.record(event, now))
 
     def _timeout(self, tx: ClientTransaction) -> None:
         if tx.method != "INVITE" or tx.user is None:
@@ -1021,7 +1108,7 @@ class Switch:
         if found is None:
             self.stack.reply(ev.tx, 481)
             return
-        _, leg = found
+        call, leg = found
         if leg.dialog is None or not leg.dialog.accepts(ev.request):
             self.stack.reply(ev.tx, 500, "Out Of Order", headers=[("Retry-After", "1")])
             return
@@ -1038,8 +1125,101 @@ class Switch:
             body = leg.local_sdp = sdp.serialise(answer)
             leg.media.configure((neg.remote_address, neg.remote_port), neg.codec,
                                 neg.payload_type, neg.dtmf_payload_type, neg.sends)
+            if leg is call.agent and not call.taken_over:
+                self._phone_hold(call, held=not neg.sends)
         self.stack.reply(ev.tx, 200, body=body, content_type="application/sdp",
                          headers=[("Contact", leg.dialog.local_contact)])
+
+    # ------------------------------------------------------------------ transfer
+    def _refer(self, ev: RequestReceived) -> None:
+        """The agent's phone transfers the caller (blind, RFC 3515): to a number routed to a
+        queue, a queue's code, or another agent's extension, all of the same tenant. The
+        ACD records it like a transfer from the desktop: the agent goes to wrap-up, the caller
+        queues again as a new segment and hears music."""
+        found = self.dialogs.get(request_dialog_key(ev.request))
+        if found is None:
+            self.stack.reply(ev.tx, 481)
+            return
+        call, leg = found
+        if leg.dialog is None or not leg.dialog.accepts(ev.request):
+            self.stack.reply(ev.tx, 500, "Out Of Order", headers=[("Retry-After", "1")])
+            return
+        if leg is not call.agent or call.taken_over or call.agent_id is None:
+            self.stack.reply(ev.tx, 403, "Only The Agent Transfers")
+            return
+        try:
+            target = parse_uri(parse_name_addr(ev.request.headers.get("Refer-To") or "").uri)
+        except SipError:
+            self.stack.reply(ev.tx, 400, "Bad Refer-To")
+            return
+        where = self._transfer_target(call.tenant_id, target.user or "")
+        if where is None:
+            self.stack.reply(ev.tx, 404, "No Such Queue Or Agent")
+            return
+        queue, agent = where
+        self.stack.reply(ev.tx, 202)
+        dialog = leg.dialog
+        call_id, new_id = call.id, self.center.new_call_id()
+
+        def notify(status: str) -> None:
+            if leg.up and leg.dialog is dialog:
+                request = dialog.request("NOTIFY", f"SIP/2.0 {status}\r\n".encode(),
+                                         "message/sipfrag;version=2.0")
+                request.headers.add("Event", "refer")
+                request.headers.add("Subscription-State", "terminated;reason=noresource")
+                self.stack.request(request, dialog.peer, dialog.conn)
+
+        def op(t: Tenant, now: float) -> None:
+            current = t.acd.call_info(call_id)
+            # to an agent: through the queue the call is in, unless the agent's own
+            t.transfer(now, call_id, new_id, queue or (current or {}).get("queue", ""), agent)
+
+        notify("100 Trying")
+        self._submit(call.tenant_id, op, lambda _: notify("200 OK"),
+                     lambda err: notify("503 Service Unavailable"))
+
+    def _transfer_target(self, tenant_id: int, user: str) -> tuple[str | None, str | None] | None:
+        """(queue, agent) a transfer to ``user`` means: a DID routed to a queue, an agent's
+        phone extension, or a queue's code."""
+        route = self.directory.routes.get(user)
+        if route is not None and route.tenant_id == tenant_id and route.code is None:
+            node = route.flow.nodes[route.flow.start]
+            return getattr(node, "queue", None), None
+        account = self.directory.accounts.get(user)
+        if account is not None and account.tenant_id == tenant_id and account.agent:
+            return None, account.agent
+        if (tenant_id, user) in self.directory.queues:
+            return user, None
+        return None
+
+    # ------------------------------------------------------------------ hold
+    def _phone_hold(self, call: SipCall, held: bool) -> None:
+        """The agent's phone put the call on hold (a re-INVITE that no longer wants our audio:
+        sendonly, inactive, or the old 0.0.0.0 address) or took it off: the ACD counts hold
+        time, and the caller hears music meanwhile."""
+        if held == call.held:
+            return
+        self._media_hold(call, held)
+        call_id = call.id
+        if held:
+            self._submit(call.tenant_id, lambda t, now: t.acd.hold(now, call_id))
+        else:
+            self._submit(call.tenant_id, lambda t, now: t.acd.unhold(now, call_id))
+
+    def _media_hold(self, call: SipCall, held: bool) -> None:
+        """On hold the caller hears music and the agent silence; neither hears the other."""
+        if call.agent is None or held == call.held:
+            return
+        call.held = held
+        mon = call.monitor
+        if mon is not None and mon.mix is not None:
+            return  # a supervisor is in the call: the mix goes on
+        if held:
+            call.caller.media.play(self.music)
+            call.agent.media.play(self.silence)
+        else:
+            call.caller.media.play(None)
+            call.agent.media.play(None)
 
     def _send_bye(self, dialog: Dialog) -> None:
         self.stack.request(dialog.request("BYE"), dialog.peer, dialog.conn)
@@ -1095,6 +1275,8 @@ class Switch:
         leg = call.agent
         if leg is None:
             return
+        if call.monitor is not None and not call.taken_over:  # e.g. transferred
+            self._monitor_gone(call, call.monitor.leg, "the agent left")
         call.agent, call.agent_id = None, None
         self.media.unbridge(leg.media)
         self._finish_recording(call)

@@ -494,6 +494,19 @@ class CallMonitored(Event):
         self.agent = agent
 
 
+class CallRecordingChanged(Event):
+    """The recording of a call was started on demand, paused (e.g. for a card number) or
+    resumed; paused stretches are silence in the file."""
+
+    __slots__ = ("call", "state")
+    fields: ClassVar[tuple[str, ...]] = ("t", "call", "state")
+
+    def __init__(self, t: float, call: str, state: str) -> None:
+        self.t = t
+        self.call = call
+        self.state = state
+
+
 _EVENT_CLASSES: tuple[type[Event], ...] = (
     CallArrived,
     CallQueued,
@@ -520,6 +533,7 @@ _EVENT_CLASSES: tuple[type[Event], ...] = (
     IvrEnded,
     VoicemailLeft,
     CallMonitored,
+    CallRecordingChanged,
 )
 EVENT_NAMES: dict[type, str] = {
     cls: re.sub(r"(?<!^)(?=[A-Z])", "_", cls.__name__).lower() for cls in _EVENT_CLASSES

@@ -127,6 +127,9 @@ class QueueIn(QueueSpec):
 
     id: Code
     labels: Labels = Field(default_factory=dict)
+    # Recording of its calls on phones: always; on demand (an agent or supervisor starts it);
+    # never — its calls are private, and nobody may listen in either.
+    recording: Literal["always", "on_demand", "never"] = "always"
 
     @model_validator(mode="before")
     @classmethod

@@ -22,7 +22,7 @@ from zoneinfo import ZoneInfo
 
 from hotline.acd.commands import Command
 from hotline.acd.config import AgentConfig, QueueConfig
-from hotline.acd.engine import ACD, LOGGED_OUT, NOT_READY, READY
+from hotline.acd.engine import ACD, LOGGED_OUT, NOT_READY, READY, ACDError
 from hotline.cms.metrics import Metrics, Realtime, ServiceLevelConfig
 from hotline.events.store import EventStore
 from hotline.events.types import (
@@ -30,6 +30,7 @@ from hotline.events.types import (
     CallAnswered,
     CallClosed,
     CallOffered,
+    CallTransferred,
     Event,
     WrapUpEnded,
 )
@@ -111,6 +112,28 @@ class Tenant:
         if now is not None:
             e.t = now
         self.acd.events.append(e)
+
+    def transfer(self, now: float, call_id: str, new_id: str, queue: str,
+                 agent: str | None = None) -> None:
+        """Blind transfer of a connected call: its segment ends (the agent goes to wrap-up)
+        and the caller arrives again as ``new_id`` at ``queue``, or for ``agent`` alone, with
+        the same number, data and priority. Raises ACDError when it cannot."""
+        acd = self.acd
+        current = acd.call_info(call_id)
+        if current is None or current["state"] != "connected":
+            raise ACDError(f"call {call_id} is not connected")
+        if queue not in acd.queue_ids():
+            raise ACDError(f"unknown queue {queue!r}")
+        if agent is not None:
+            if not acd.has_agent(agent):
+                raise ACDError(f"unknown agent {agent!r}")
+            if acd.agent_state(agent)[0] != READY:
+                raise ACDError(f"agent {agent} is not ready")
+        acd.events.append(CallTransferred(now, call_id, current["agents"][0], new_id, queue,
+                                          agent))
+        acd.hangup(now, call_id)
+        acd.call_arrived(now, new_id, queue, priority=current["priority"],
+                         data=current["data"], number=current["number"], agent=agent)
 
     def observe(self, e: Event) -> None:
         """Fold an event into the live views (realtime board, today's KPIs)."""

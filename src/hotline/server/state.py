@@ -52,6 +52,11 @@ class Telephony(Protocol):
         """Hang up ``user``'s monitoring phone ("" for whoever's it is)."""
         ...
 
+    async def recording_control(self, tenant_id: int, call_id: str, state: str
+                                ) -> dict[str, Any]:
+        """Start (on demand), pause or resume a call's recording (``state``: on, paused)."""
+        ...
+
 
 @dataclass
 class ServerState:

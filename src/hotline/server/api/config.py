@@ -479,6 +479,7 @@ def _save_queue(
     row.settings = queue_settings(spec)
     audit(db, caller, action, spec.id, **row.settings)
     db.commit()
+    telephony_changed(state)  # its recording policy
     return _queue_out(row)
 
 

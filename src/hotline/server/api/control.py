@@ -13,8 +13,8 @@ from fastapi import APIRouter
 from fastapi.concurrency import run_in_threadpool
 from pydantic import Field
 
-from hotline.acd.engine import READY, WRAP_UP, ACDError
-from hotline.events.types import CallDisposed, CallTransferred
+from hotline.acd.engine import WRAP_UP, ACDError
+from hotline.events.types import CallDisposed
 from hotline.server.catalog import Code, Model
 from hotline.server.live import Tenant
 from hotline.server.problems import ApiError, forbidden, invalid, not_found
@@ -55,6 +55,12 @@ class MonitorIn(Model):
     mode: Literal["listen", "whisper", "barge", "take_over"] = Field(
         description="listen: hear both sides, unheard; whisper: the agent hears you too; "
         "barge: all three talk; take_over: you replace the agent, who goes to wrap-up")
+
+
+class RecordingIn(Model):
+    state: Literal["on", "paused"] = Field(
+        description="on: record (starts an on-demand recording, or resumes); paused: stop "
+        "keeping audio until resumed (silence in the file), e.g. while a card number is read")
 
 
 class MoveIn(Model):
@@ -354,28 +360,7 @@ async def transfer(call_id: str, body: TransferIn, caller: Caller, state: State)
         raise forbidden(f"queue {queue!r} is not one of your queues")
 
     def op(t: Tenant, now: float) -> None:
-        current = t.acd.call_info(call_id)
-        if current is None or current["state"] != "connected":
-            raise ACDError(f"call {call_id} is not connected")
-        if queue not in t.acd.queue_ids():
-            raise ACDError(f"unknown queue {queue!r}")
-        if body.agent is not None:
-            if not t.acd.has_agent(body.agent):
-                raise ACDError(f"unknown agent {body.agent!r}")
-            if t.acd.agent_state(body.agent)[0] != READY:
-                raise ACDError(f"agent {body.agent} is not ready")
-        from_agent = current["agents"][0]
-        t.acd.events.append(CallTransferred(now, call_id, from_agent, new_id, queue, body.agent))
-        t.acd.hangup(now, call_id)
-        t.acd.call_arrived(
-            now,
-            new_id,
-            queue,
-            priority=current["priority"],
-            data=current["data"],
-            number=current["number"],
-            agent=body.agent,
-        )
+        t.transfer(now, call_id, new_id, queue, body.agent)
 
     await state.center.submit(tenant.id, op)
     await _call_action_audit(
@@ -395,7 +380,7 @@ def _monitoring(state: ServerState, caller: Principal, call_id: str) -> Tenant:
 
 def _telephony_error(err: TelephonyError) -> ApiError:
     status = err.status
-    titles = {404: "Not Found", 409: "Conflict", 422: "Unprocessable Content",
+    titles = {403: "Forbidden", 404: "Not Found", 409: "Conflict", 422: "Unprocessable Content",
               503: "Service Unavailable"}
     return ApiError(status, titles.get(status, "Conflict"), str(err))
 
@@ -426,6 +411,21 @@ async def stop_monitoring(call_id: str, caller: Caller, state: State) -> None:
     except TelephonyError as err:
         raise _telephony_error(err) from None
     await _supervised(state, caller, "call.monitor_end", call_id)
+
+
+@router.put("/calls/{call_id}/recording")
+async def recording(call_id: str, body: RecordingIn, caller: Caller,
+                    state: State) -> dict[str, Any]:
+    """The agent on the call, or a supervisor of it, pauses, resumes or starts its recording."""
+    tenant, _ = _call_for_action(state, caller, call_id, None)
+    if state.telephony is None:
+        raise ApiError(409, "Conflict", "the server runs without telephony (--sip off)")
+    try:
+        result = await state.telephony.recording_control(tenant.id, call_id, body.state)
+    except TelephonyError as err:
+        raise _telephony_error(err) from None
+    await _call_action_audit(state, caller, "call.recording", call_id, recording=body.state)
+    return result
 
 
 @router.post("/calls/{call_id}/move")
