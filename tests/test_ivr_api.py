@@ -613,6 +613,12 @@ def test_voicemails_are_listed_and_played(center: Center, tmp_path: Path) -> Non
         assert r.status_code == 200, r.text
         assert r.headers["content-type"] == "audio/wav" and r.content == audio
     assert len(ok(center.qa.get("/ivr/voicemails"))) == 2
+    # a supervisor hears only the messages for their own queues (sales, support here)
+    other = add_voicemail(center, "acme", "c3", "billing", "voicemail/vm-2.wav", now - 30)
+    assert other in {v["id"] for v in ok(admin.get("/ivr/voicemails"))}
+    assert other not in {v["id"] for v in ok(center.sup.get("/ivr/voicemails"))}
+    problem(center.sup.get(f"/ivr/voicemails/{other}/audio"), 404)
+    assert len(ok(center.qa.get("/ivr/voicemails"))) == 3
     for who in (center.alice, center.bob, center.planner):
         problem(who.get("/ivr/voicemails"), 403)
         problem(who.get(f"/ivr/voicemails/{first}/audio"), 403)

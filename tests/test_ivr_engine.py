@@ -196,6 +196,7 @@ def test_queue_announcements_every_n_seconds_and_callback_key() -> None:
     assert a == [PlayMusic()] and run.deadline == 163.0
     assert run.digit(159.0, "5") == []
     assert run.digit(160.0, "9") == [RequestCallback()]
+    assert run.digit(160.2, "9") == []  # pressed again while it is asked: nothing more
     a = run.callback_accepted(160.5)
     assert plays(a) == [("cb_ok",)]
     assert finish(run, a, 163.0) == [Disconnect("callback")]
@@ -237,7 +238,8 @@ def test_business_hours_branch_in_the_calendars_time_zone() -> None:
         "closed": {"type": "hangup", "prompt": "closed"},
         "hol": {"type": "hangup", "prompt": "holiday"}}}
     cal = Calendar.from_config("Asia/Shanghai", {"mon": [["09:00", "18:00"]]},
-                               [{"date": "2026-10-01"}])
+                               [{"date": "2026-10-01"},
+                                {"date": "2026-12-31", "hours": [["09:00", "12:00"]]}])
     shanghai = ZoneInfo("Asia/Shanghai")
 
     def outcome(when: datetime) -> list[tuple[str, ...]] | str:
@@ -252,6 +254,9 @@ def test_business_hours_branch_in_the_calendars_time_zone() -> None:
     assert outcome(datetime(2026, 11, 23, 1, 30, tzinfo=ZoneInfo("UTC"))) == "cards"
     assert outcome(datetime(2026, 11, 24, 10, 0, tzinfo=shanghai)) == [("closed",)]
     assert outcome(datetime(2026, 10, 1, 10, 0, tzinfo=shanghai)) == [("holiday",)]
+    # a holiday open for a morning: open then, the holiday branch after
+    assert outcome(datetime(2026, 12, 31, 10, 0, tzinfo=shanghai)) == "cards"
+    assert outcome(datetime(2026, 12, 31, 14, 0, tzinfo=shanghai)) == [("holiday",)]
 
 
 def test_lookup_answer_becomes_variables_and_timeout_takes_the_failure_branch() -> None:
@@ -265,8 +270,9 @@ def test_lookup_answer_becomes_variables_and_timeout_takes_the_failure_branch() 
     run = run_of(flow)
     a = run.start(0.0)
     assert a == [StartLookup("http://crm.example/customer",
-                             {"caller": "13900000000", "did": "400", "language": "zh"}, 2.0)]
-    a = run.lookup_done(0.4, {"tier": "gold", "name": "张三", "vip": True, "nested": {"x": 1}})
+                             {"caller": "13900000000", "did": "400", "language": "zh"}, 2.0, 1)]
+    a = run.lookup_done(0.4, {"tier": "gold", "name": "张三", "vip": True, "nested": {"x": 1}},
+                        1)
     assert [x.queue for x in a if isinstance(x, Enqueue)] == ["vip"]
     assert run.variables["customer.name"] == "张三" and run.variables["customer.vip"] == "true"
     assert "customer.nested" not in run.variables
@@ -274,10 +280,10 @@ def test_lookup_answer_becomes_variables_and_timeout_takes_the_failure_branch() 
     slow.start(0.0)
     a = slow.timer(2.0)
     assert [x.queue for x in a if isinstance(x, Enqueue)] == ["cards"]
-    assert slow.lookup_done(2.5, {"tier": "gold"}) == []  # too late: ignored
+    assert slow.lookup_done(2.5, {"tier": "gold"}, 1) == []  # too late: ignored
     failed = run_of(flow)
     failed.start(0.0)
-    assert [x.queue for x in failed.lookup_done(0.1, None) if isinstance(x, Enqueue)] == [
+    assert [x.queue for x in failed.lookup_done(0.1, None, 1) if isinstance(x, Enqueue)] == [
         "cards"]
 
 
@@ -362,3 +368,41 @@ def test_a_pattern_that_backtracks_without_end_counts_as_no_match() -> None:
     for key in "1" * 40:
         run.digit(1.0, key)
     assert plays(run.digit(1.0, "#")) == [("no",)]  # given up on, not stalled
+
+
+def test_a_late_lookup_answer_is_not_taken_for_the_next_lookups() -> None:
+    flow = {"start": "a", "nodes": {
+        "a": {"type": "lookup", "url": "http://a.example/", "timeout": 2, "next": "qa",
+              "on_failure": "b"},
+        "b": {"type": "lookup", "url": "http://b.example/", "timeout": 2, "next": "qb",
+              "on_failure": "qc"},
+        "qa": {"type": "queue", "queue": "a", "announce_every": None},
+        "qb": {"type": "queue", "queue": "b", "announce_every": None},
+        "qc": {"type": "queue", "queue": "c", "announce_every": None}}}
+    run = run_of(flow)
+    (first,) = run.start(0.0)
+    (second,) = run.timer(2.0)  # a timed out: b asks
+    assert isinstance(first, StartLookup) and isinstance(second, StartLookup)
+    assert run.lookup_done(2.5, None, first.id) == []  # a's own failure, late
+    a = run.lookup_done(2.6, {"ok": 1}, second.id)
+    assert [x.queue for x in a if isinstance(x, Enqueue)] == ["b"]
+
+
+def test_a_flow_looping_on_a_lookup_stops_asking_after_a_few() -> None:
+    flow = {"start": "a", "nodes": {
+        "a": {"type": "lookup", "url": "http://a.example/", "next": "a", "on_failure": "a"}}}
+    run = run_of(flow)
+    asked = run.start(0.0)
+    n = 1
+    while asked and isinstance(asked[-1], StartLookup):
+        asked = run.lookup_done(float(n), None, asked[-1].id)
+        n += 1
+    assert n - 1 <= 5 and run.finished  # then the step limit ends the call
+
+
+def test_keys_typed_ahead_are_bounded() -> None:
+    run = run_of(BANK)
+    run.start(0.0)
+    for _ in range(5000):
+        run.digit(0.5, "7")
+    assert len(run._ahead) <= 32

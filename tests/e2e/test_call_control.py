@@ -12,6 +12,7 @@ from .peers import PhoneFactory, band_energy_fraction, rms
 from .server import CallCenter, agent_phone
 
 Tone = Callable[..., Path]
+LONG = 90.0  # seconds of microphone: baresip hangs up when its file ends
 CALLER_HZ, AGENT_HZ, OTHER_AGENT_HZ = 440, 1000, 1500
 PHASE = 3.0
 
@@ -21,8 +22,8 @@ def test_hold_from_the_phone_and_from_the_api_plays_music_to_the_caller(
 ) -> None:
     queue = center.queue(wrap_up=1.0)
     agent = center.agent(queue)
-    agent_set = agent_phone(center, phones, tone(AGENT_HZ), agent)
-    caller = phones("caller", tone(CALLER_HZ))
+    agent_set = agent_phone(center, phones, tone(AGENT_HZ, LONG), agent)
+    caller = phones("caller", tone(CALLER_HZ, LONG))
     caller.dial(center.did_uri(queue))
     caller.wait("CALL_ESTABLISHED")
     caller_start = time.monotonic()
@@ -70,9 +71,9 @@ def test_the_agents_phone_transfers_the_caller_to_another_queue(
 ) -> None:
     first, second = center.queue(wrap_up=30.0), center.queue(wrap_up=1.0)
     agent_a, agent_b = center.agent(first), center.agent(second)
-    set_a = agent_phone(center, phones, tone(AGENT_HZ), agent_a)
-    set_b = agent_phone(center, phones, tone(OTHER_AGENT_HZ), agent_b)
-    caller = phones("caller", tone(CALLER_HZ))
+    set_a = agent_phone(center, phones, tone(AGENT_HZ, LONG), agent_a)
+    set_b = agent_phone(center, phones, tone(OTHER_AGENT_HZ, LONG), agent_b)
+    caller = phones("caller", tone(CALLER_HZ, LONG))
     caller.dial(center.did_uri(first))
     caller.wait("CALL_ESTABLISHED")
     caller_start = time.monotonic()

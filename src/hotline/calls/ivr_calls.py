@@ -10,14 +10,17 @@ to the ACD at the queue node. Everything it tells the ACD goes through the switc
 from __future__ import annotations
 
 import asyncio
+import http.client
 import ipaddress
 import json
 import logging
+import os
 import socket
+import ssl
 import time
 import urllib.parse
-import urllib.request
 from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -76,7 +79,7 @@ class IvrCall:
     timer: asyncio.TimerHandle | None = None
     timer_at: float | None = None
     logged: bool = False  # IvrEnded recorded
-    callback_asked: bool = False
+    callback: str = ""  # "", "asked" (the ACD has not answered yet) or "accepted"
     voicemail: StereoRecorder | None = None
     voicemail_path: str = ""
     voicemail_box: str = ""
@@ -88,6 +91,13 @@ class IvrCalls:
         self.switch = switch
         self.spoken: OrderedDict[tuple[str, str], npt.NDArray[np.int16]] = OrderedDict()
         self.beep = beep()
+        # Lookups wait on tenants' servers: their own threads, so a slow one never holds up
+        # speech, reloads or anything else that runs on the default pool.
+        self.lookups = ThreadPoolExecutor(max_workers=8, thread_name_prefix="ivr-lookup")
+        self.lookup_allowed = lookup_networks()
+
+    def close(self) -> None:
+        self.lookups.shutdown(wait=False, cancel_futures=True)
 
     # ------------------------------------------------------------------ entry
     def begin(self, call: SipCall, flow: FlowDefinition, code: str | None, version: int,
@@ -111,7 +121,8 @@ class IvrCalls:
 
     def digit(self, call: SipCall, key: str) -> None:
         ic = call.ivr
-        call.digits.append(key)
+        if len(call.digits) < 64:
+            call.digits.append(key)
         if ic is None or call.ended or ic.run.finished:
             return
         self._carry_out(call, ic.run.digit(self.switch.stack.now(), key))
@@ -128,7 +139,12 @@ class IvrCalls:
 
     def exit_to_callback(self, call: SipCall) -> bool:
         """Whether the IVR will hang up itself (after confirming the callback it asked for)."""
-        return call.ivr is not None and call.ivr.callback_asked and not call.ended
+        return call.ivr is not None and call.ivr.callback != "" and not call.ended
+
+    def keeps_callback(self, call: SipCall) -> bool:
+        """The caller hung up after asking for a callback: whether the ACD must keep it (it
+        was granted, or its answer is still to come and decides)."""
+        return call.ivr is not None and call.ivr.callback != ""
 
     def released(self, call: SipCall, cause: str) -> None:
         ic = call.ivr
@@ -316,18 +332,24 @@ class IvrCalls:
     def _request_callback(self, call: SipCall) -> None:
         ic = call.ivr
         assert ic is not None
-        ic.callback_asked = True
+        if not ic.number or ic.number == "anonymous":  # nobody to call back
+            self._carry_out(call, ic.run.callback_refused(self.switch.stack.now()))
+            return
+        ic.callback = "asked"
         call_id, number = call.id, ic.number
 
         def accepted(_: Any) -> None:
+            ic.callback = "accepted"
             if not call.ended:
                 self._carry_out(call, ic.run.callback_accepted(self.switch.stack.now()))
 
         def refused(err: BaseException) -> None:
-            ic.callback_asked = False
+            ic.callback = ""
             log.info("call %s: callback refused (%s)", call_id, err)
             if not call.ended:
                 self._carry_out(call, ic.run.callback_refused(self.switch.stack.now()))
+            else:  # they hung up meanwhile, and stay queued or ringing: that is an abandon
+                self.switch._submit(call.tenant_id, _abandon(call_id))
 
         self.switch._submit(call.tenant_id,
                             lambda t, now: t.acd.request_callback(now, call_id, number),
@@ -338,14 +360,16 @@ class IvrCalls:
         ic = call.ivr
         assert ic is not None
         try:
+            loop = asyncio.get_running_loop()
             answer = await asyncio.wait_for(
-                asyncio.to_thread(_fetch, action.url, action.params, action.timeout),
+                loop.run_in_executor(self.lookups, _fetch, action.url, action.params,
+                                     action.timeout, self.lookup_allowed),
                 action.timeout + 0.5)
         except Exception as err:  # the endpoint's trouble must never be the caller's
             log.info("call %s: lookup %s failed: %s", call.id, action.url, err)
             answer = None
         if not call.ended:
-            self._carry_out(call, ic.run.lookup_done(self.switch.stack.now(), answer))
+            self._carry_out(call, ic.run.lookup_done(self.switch.stack.now(), answer, action.id))
 
     # ------------------------------------------------------------------ voicemail
     def _start_voicemail(self, call: SipCall, action: StartRecording) -> None:
@@ -405,33 +429,81 @@ class IvrCalls:
             self.switch._submit(call.tenant_id, lambda t, now: t.record(event, now))
 
 
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
-        return None  # a redirect could point anywhere; the configured URL is the only target
+def lookup_networks() -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    """Non-public networks the operator lets lookups reach (``HOTLINE_IVR_LOOKUP_ALLOW``,
+    comma-separated CIDRs: e.g. where the tenants' CRMs live on a private network)."""
+    nets = []
+    for item in os.environ.get("HOTLINE_IVR_LOOKUP_ALLOW", "").split(","):
+        if item.strip():
+            nets.append(ipaddress.ip_network(item.strip(), strict=False))
+    return nets
 
 
-_opener = urllib.request.build_opener(_NoRedirect)
+def _permitted(address: str, allowed: list[Any]) -> bool:
+    ip = ipaddress.ip_address(address)
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped  # ::ffff:169.254.169.254 is 169.254.169.254
+    return ip.is_global or any(ip.version == n.version and ip in n for n in allowed)
 
 
-def _fetch(url: str, params: dict[str, str], timeout: float) -> Any:
-    """GET the lookup endpoint (blocking; run in a thread). Only a JSON object is used.
+class _Pinned(http.client.HTTPConnection):
+    """Connects to the address that was checked, not to what the name resolves to next."""
 
-    The URL is a tenant's: on a shared server it must not reach what only the server can,
-    such as a cloud's link-local metadata service, so such addresses are refused and
-    redirects are not followed."""
+    def __init__(self, host: str, address: str, port: int, timeout: float) -> None:
+        super().__init__(host, port, timeout=timeout)
+        self.address = address
+
+    def connect(self) -> None:
+        self.sock = socket.create_connection((self.address, self.port), self.timeout)
+
+
+class _PinnedTls(http.client.HTTPSConnection):
+    def __init__(self, host: str, address: str, port: int, timeout: float) -> None:
+        super().__init__(host, port, timeout=timeout, context=ssl.create_default_context())
+        self.address = address
+
+    def connect(self) -> None:
+        sock = socket.create_connection((self.address, self.port), self.timeout)
+        self.sock = self._context.wrap_socket(sock, server_hostname=self.host)  # type: ignore[attr-defined]
+
+
+def _fetch(url: str, params: dict[str, str], timeout: float,
+           allowed: list[Any] | None = None) -> Any:
+    """GET the lookup endpoint (blocking; run on the lookup threads). Only a JSON object is
+    used. The URL is a tenant's: on a shared server it must reach only public addresses (or
+    the networks the operator allows), so the name is resolved once, every address checked,
+    the connection made to the checked address, and redirects are not followed."""
     parts = urllib.parse.urlsplit(url)
     host = parts.hostname or ""
-    for info in socket.getaddrinfo(host, parts.port or (443 if parts.scheme == "https" else 80),
-                                   type=socket.SOCK_STREAM):
-        address = ipaddress.ip_address(info[4][0])
-        if address.is_link_local or address.is_multicast or address.is_unspecified:
-            raise ValueError(f"lookup address {address} is not allowed")
+    tls = parts.scheme == "https"
+    port = parts.port or (443 if tls else 80)
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    addresses = [str(info[4][0]) for info in infos]
+    refused = [a for a in addresses if not _permitted(a, allowed or [])]
+    if not addresses or refused:
+        raise ValueError(f"lookup address {', '.join(refused) or host} is not allowed")
     query = urllib.parse.urlencode(params)
-    full = url + ("&" if parts.query else "?") + query
-    request = urllib.request.Request(full, headers={"Accept": "application/json",
-                                                    "User-Agent": "Hotline-IVR"})
-    with _opener.open(request, timeout=timeout) as response:
+    path = (parts.path or "/") + "?" + (parts.query + "&" if parts.query else "") + query
+    conn_type = _PinnedTls if tls else _Pinned
+    conn = conn_type(host, addresses[0], port, timeout)
+    try:
+        conn.request("GET", path, headers={"Accept": "application/json",
+                                           "User-Agent": "Hotline-IVR"})
+        response = conn.getresponse()
+        if response.status != 200:
+            raise ValueError(f"lookup answered {response.status}")
         body = response.read(LOOKUP_BYTES + 1)
+    finally:
+        conn.close()
     if len(body) > LOOKUP_BYTES:
         raise ValueError("lookup answer too large")
     return json.loads(body)
+
+
+def _abandon(call_id: str) -> Any:
+    def op(t: Tenant, now: float) -> None:
+        info = t.acd.call_info(call_id)
+        if info is not None and info["state"] in ("waiting", "ringing"):
+            t.acd.abandon(now, call_id)
+
+    return op

@@ -192,6 +192,10 @@ class Switch:
         self.dialogs: dict[tuple[str, str, str], tuple[SipCall, CallLeg]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._pending: set[asyncio.Future[Any]] = set()  # ACD inputs not yet stored
+        # SIP calls waiting for a callback, whose callers have hung up: call id -> tenant.
+        # Dialling them back needs outbound calls (a trunk to dial out through), so for now
+        # the ACD is told at once that the callback failed, never left waiting on it.
+        self.callbacks: dict[str, int] = {}
         self._nonce_counts: dict[str, tuple[int, float]] = {}  # nonce -> (last nc, when)
         self._nonces_swept = 0.0
         self._trust_pending = False
@@ -226,6 +230,7 @@ class Switch:
             self._expiry.cancel()
         await self.stack.stop()
         await self.media.stop()
+        self.ivr.close()
         await asyncio.get_running_loop().run_in_executor(None, self.disk.shutdown)
 
     async def reload(self) -> None:
@@ -654,9 +659,14 @@ class Switch:
             elif type(cmd) is Reject:
                 self._release(call, "rejected")
             elif type(cmd) is ExitToCallback:  # the ACD keeps the caller's place; hang up
+                self.callbacks[call.id] = tenant.id
                 if not self.ivr.exit_to_callback(call):  # (the IVR confirms its own first)
                     self._release(call, "callback")
             elif type(cmd) is DialCallback:  # callbacks to SIP callers come with outbound calls
+                self._submit(tenant.id, _callback_failed(cmd.call))
+        for cmd in commands:  # a callback whose caller has hung up: it cannot be dialled yet
+            if (type(cmd) is DialCallback and cmd.call not in self.calls
+                    and self.callbacks.pop(cmd.call, None) == tenant.id):
                 self._submit(tenant.id, _callback_failed(cmd.call))
         for e in events:
             if type(e) is CallHeld or type(e) is CallResumed:
@@ -665,6 +675,7 @@ class Switch:
                     self._media_hold(call, type(e) is CallHeld)
                 continue
             if type(e) in (CallEnded, CallAbandoned, CallClosed, CallRejected, CallbackFailed):
+                self.callbacks.pop(e.call, None)  # type: ignore[attr-defined]
                 call = self.calls.get(e.call)  # type: ignore[attr-defined]
                 if call is not None and not call.ended:
                     if type(e) is CallEnded and call.taken_over:
@@ -853,6 +864,7 @@ class Switch:
             mon.mix = None
         call.taken_over = True
         call.agent, call.agent_id = mon.leg, None
+        mon.leg.media.record_start = record_start  # the supervisor goes on in the same file
         self.media.bridge(call.caller.media, mon.leg.media, None, record_start)
         self._feed_recorder(call)
         self._hang_up_leg(agent_leg)
@@ -1242,7 +1254,7 @@ class Switch:
 
     def _caller_gone(self, call: SipCall) -> None:
         call_id = call.id
-        if self.ivr.exit_to_callback(call):  # hung up on the confirmation: keep the callback
+        if self.ivr.keeps_callback(call):  # hung up on the confirmation: keep the callback
             self._release(call, "caller_hung_up")
             return
 

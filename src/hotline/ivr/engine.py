@@ -38,6 +38,8 @@ WAIT = "@wait"
 BEEP = "@beep"
 MAX_LOOKUP_FIELDS = 32
 MIN_MUSIC = 5.0  # seconds of music at least between two queue announcements
+MAX_AHEAD = 32  # keys kept typed ahead; more are dropped
+MAX_LOOKUPS = 5  # lookups one call may make: a looping flow cannot hammer an endpoint
 
 
 # ---------------------------------------------------------------------------- actions
@@ -78,6 +80,7 @@ class StartLookup:
     url: str
     params: dict[str, str]
     timeout: float
+    id: int = 0  # report it back with lookup_done: a late answer is not the next lookup's
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +115,7 @@ _RECORD_PROMPT = "record_prompt"  # the voicemail greeting and beep
 _RECORDING = "recording"
 _QUEUED = "queued"
 _ANNOUNCING = "announcing"
+_CALLBACK = "callback"  # the callback was asked for; waiting for the ACD's word
 _LEAVING = "leaving"  # a last prompt before hanging up
 _DONE = "done"
 _TEMPLATE = re.compile(r"\{([a-z][a-z0-9_]*(?:\.[a-z0-9_]+)?)\}")
@@ -138,6 +142,7 @@ class IvrRun:
     _ahead: list[str] = field(default_factory=list)  # keys pressed before they were asked for
     _digits: list[str] = field(default_factory=list)  # collected so far
     _play_id: int = 0
+    _lookup_id: int = 0
     _next_announcement: float = 0.0  # announcements are every N s, start to start
     _prompt_over: bool = False  # the node's prompt has ended (its timer runs)
     _after: str = ""  # what a leaving prompt ends with
@@ -170,7 +175,8 @@ class IvrRun:
     def digit(self, now: float, key: str) -> list[Action]:
         state = self.state
         if state == _PLAYING or state == _RECORD_PROMPT or state == _NOTICE:
-            self._ahead.append(key)  # type-ahead, for the next menu or collection
+            if len(self._ahead) < MAX_AHEAD:
+                self._ahead.append(key)  # type-ahead, for the next menu or collection
             return []
         if state == _MENU:
             return self._menu_key(now, key)
@@ -185,6 +191,7 @@ class IvrRun:
             assert isinstance(node, QueueNode)
             if node.callback_key is not None and key == node.callback_key:
                 self.deadline = None
+                self.state = _CALLBACK  # more presses meanwhile change nothing
                 return [RequestCallback()]
         return []
 
@@ -243,9 +250,10 @@ class IvrRun:
             return self._announce(now)
         return []
 
-    def lookup_done(self, now: float, answer: Any) -> list[Action]:
-        """The lookup's answer (a JSON value), or None when it failed; ignored once timed out."""
-        if self.state != _LOOKUP:
+    def lookup_done(self, now: float, answer: Any, lookup_id: int) -> list[Action]:
+        """The lookup's answer (a JSON value), or None when it failed; ignored once timed out
+        (``lookup_id`` tells a late answer from the one the current node waits for)."""
+        if self.state != _LOOKUP or lookup_id != self._lookup_id:
             return []
         node = self._node()
         assert isinstance(node, Lookup)
@@ -269,6 +277,8 @@ class IvrRun:
     def callback_refused(self, now: float) -> list[Action]:
         """The callback could not be taken (e.g. the call was being offered): keep waiting."""
         node = self._node()
+        if self.state == _CALLBACK:
+            self.state = _QUEUED
         if self.state in (_QUEUED, _ANNOUNCING) and isinstance(node, QueueNode):
             self.deadline = (max(self._next_announcement, now + MIN_MUSIC)
                              if node.announce_every else None)
@@ -305,6 +315,8 @@ class IvrRun:
                     if rule.test(self.variables.get(rule.variable), self._lists):
                         node_id = rule.next
                         break
+            elif isinstance(node, Lookup) and self._lookup_id >= MAX_LOOKUPS:
+                node_id = node.on_failure  # asked enough: as if the endpoint had failed
             elif isinstance(node, Hours):
                 calendar = self.calendars.get(node.hours)
                 state = calendar.state_at(now + self.wall_offset) if calendar else "closed"
@@ -333,10 +345,11 @@ class IvrRun:
                 actions += self.digit(now, self._ahead.pop(0))
             return actions
         if isinstance(node, Lookup):
+            self._lookup_id += 1
             self.state = _LOOKUP
             self.deadline = now + node.timeout
             params = {k: v for k, v in self.variables.items() if "." not in k}
-            return [StartLookup(node.url, params, node.timeout)]
+            return [StartLookup(node.url, params, node.timeout, self._lookup_id)]
         if isinstance(node, QueueNode):
             self.state = _QUEUED
             self.queue = node.queue

@@ -20,7 +20,7 @@ Key = Literal["0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "*", "#"]
 LANGUAGES = ("zh", "en")
 Language = Literal["zh", "en"]
 Seconds = Annotated[float, Field(gt=0, le=3600)]
-MATCH_TIMEOUT = 0.02  # seconds a tenant's pattern may take on one value
+MATCH_TIMEOUT = 0.005  # seconds a tenant's pattern may take on one value
 log = logging.getLogger("hotline.ivr")
 
 
@@ -175,7 +175,7 @@ class Branch(_Node):
     """Branch on call data: the caller's number, the DID, collected digits, a lookup's answer."""
 
     type: Literal["branch"]
-    rules: list[Rule] = Field(min_length=1)
+    rules: list[Rule] = Field(min_length=1, max_length=32)
     default: NodeId
     instant: ClassVar[bool] = True
 
@@ -235,7 +235,8 @@ class QueueNode(_Node):
 
 
 class Voicemail(_Node):
-    """Record a message for a mailbox (a queue or team's name); # or silence ends it."""
+    """Record a message for a mailbox (a queue or team's name); # or max_seconds ends it,
+    and so does the caller hanging up (the message is kept)."""
 
     type: Literal["voicemail"]
     prompt: Code
@@ -267,7 +268,7 @@ class FlowDefinition(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     start: NodeId
-    nodes: dict[NodeId, Node] = Field(min_length=1)
+    nodes: dict[NodeId, Node] = Field(min_length=1, max_length=500)
     lists: dict[Code, list[Annotated[str, Field(max_length=64)]]] = {}
     max_steps: Annotated[int, Field(ge=10, le=10_000)] = 200
 
@@ -328,6 +329,9 @@ def check_graph(flow: FlowDefinition) -> list[dict[str, str]]:
                 if rule.in_list is not None and rule.in_list not in flow.lists:
                     problems.append({"node": name, "field": f"rules.{i}.in_list",
                                      "message": f"no list {rule.in_list!r} in the flow"})
+        if isinstance(node, Collect) and node.variable == "language":
+            problems.append({"node": name, "field": "variable",
+                             "message": "digits cannot be a language: set it with a set node"})
         if isinstance(node, Collect) and node.min_digits > node.max_digits:
             problems.append({"node": name, "field": "min_digits",
                              "message": "min_digits is more than max_digits"})

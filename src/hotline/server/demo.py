@@ -36,6 +36,7 @@ from hotline.db.schema import (
     User,
 )
 from hotline.events.types import CallAnswered, CallTransferred, Event
+from hotline.server import ivr_store
 from hotline.server.catalog import QueueIn, queue_settings
 from hotline.server.live import RESTART_REASON, LiveCenter
 from hotline.server.live import Tenant as LiveTenant
@@ -261,12 +262,11 @@ def ensure_ivr(db: Session, tenant: Tenant) -> bool:
     route the demo number to it, when missing. True when created now. Speaking the prompts
     takes the TTS engine a few seconds, once."""
     from hotline.media import tts
-    from hotline.server import ivr_store
 
     tid = tenant.id
     route = db.scalar(select(InboundRoute).where(InboundRoute.did == PHONE_DID))
-    if route is not None and route.flow == DEMO_FLOW:
-        return False
+    if ivr_store.latest_flow(db, tid, DEMO_FLOW) is not None:
+        return False  # made before: what an admin has changed since stays as it is
     if db.scalar(select(Skill).where(Skill.tenant_id == tid, Skill.code == CARDS_QUEUE)) is None:
         db.add(Skill(tenant_id=tid, code=CARDS_QUEUE,
                      labels={"zh-CN": "信用卡", "en": "Credit cards"}))

@@ -505,6 +505,11 @@ def _voicemails(tenant_id: int) -> Any:
     )
 
 
+def _hears_mailbox(caller: Principal, mailbox: Any) -> bool:
+    """Supervisors hear the messages left for their queues, as with call recordings."""
+    return caller.role != "supervisor" or mailbox in caller.queues
+
+
 @router.get("/ivr/voicemails")
 def list_voicemails(
     request: Request,
@@ -527,6 +532,8 @@ def list_voicemails(
     for seq, ts, data in result:
         event = json.loads(data)
         if mailbox is not None and event.get("mailbox") != mailbox:
+            continue
+        if not _hears_mailbox(caller, event.get("mailbox")):
             continue
         out.append(
             {
@@ -563,7 +570,7 @@ def voicemail_audio(
             StoredEvent.seq == seq
         )
     )
-    if data is None:
+    if data is None or not _hears_mailbox(caller, json.loads(data).get("mailbox")):
         raise not_found(f"voicemail {seq}")
     name = json.loads(data).get("recording")
     path = _recording_file(state.recordings, name if isinstance(name, str) else None)
