@@ -161,17 +161,25 @@ def set_phone(code: str, body: PhoneIn, caller: Admin, db: DB, state: State) -> 
     if SIP_NAME.fullmatch(username) is None:  # an extension may hold '*', '#' or '+'
         raise invalid("body.username", f"extension {username!r} is not a SIP username: give one")
     row = _phone_row(db, caller.tenant_id, code)
+    return _save_phone(db, state, caller, row, username, body.password, "phone", code,
+                       agent=code)
+
+
+def _save_phone(db: Session, state: ServerState, caller: Principal, row: PhoneAccount | None,
+                username: str, password: str, tag: str, target: str,
+                **owner: str) -> dict[str, Any]:
+    """Create or replace a phone account (``owner``: agent= or user=) with a new password."""
     _username_free(db, username, phone=row.id if row else None)
-    md5, sha256 = _ha1s(state, username, body.password)
+    md5, sha256 = _ha1s(state, username, password)
     now = time.time()
     if row is None:
-        row = PhoneAccount(tenant_id=caller.tenant_id, agent=code, created_at=now)
+        row = PhoneAccount(tenant_id=caller.tenant_id, created_at=now, **owner)
         db.add(row)
-        action = "phone.create"
+        action = f"{tag}.create"
     else:
-        action = "phone.update"
+        action = f"{tag}.update"
     row.username, row.ha1_md5, row.ha1_sha256, row.updated_at = username, md5, sha256, now
-    audit(db, caller, action, code, username=username)
+    audit(db, caller, action, target, username=username)
     db.commit()
     telephony_changed(state)
     return _phones_out(state, [row])[0]
@@ -224,20 +232,8 @@ def set_user_phone(username: str, body: PhoneIn, caller: Admin, db: DB,
     if SIP_NAME.fullmatch(sip_user) is None:
         raise invalid("body.username", f"{sip_user!r} is not a SIP username: give one")
     row = _user_phone_row(db, caller.tenant_id, username)
-    _username_free(db, sip_user, phone=row.id if row else None)
-    md5, sha256 = _ha1s(state, sip_user, body.password)
-    now = time.time()
-    if row is None:
-        row = PhoneAccount(tenant_id=caller.tenant_id, user=username, created_at=now)
-        db.add(row)
-        action = "user_phone.create"
-    else:
-        action = "user_phone.update"
-    row.username, row.ha1_md5, row.ha1_sha256, row.updated_at = sip_user, md5, sha256, now
-    audit(db, caller, action, username, username=sip_user)
-    db.commit()
-    telephony_changed(state)
-    return _phones_out(state, [row])[0]
+    return _save_phone(db, state, caller, row, sip_user, body.password, "user_phone", username,
+                       user=username)
 
 
 @router.get("/users/{username}/phone", tags=["telephony"])
