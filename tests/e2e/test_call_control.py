@@ -8,13 +8,20 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from .peers import PhoneFactory, band_energy_fraction, rms
-from .server import CallCenter, agent_phone
+from .peers import BaresipPhone, PhoneFactory, band_energy_fraction, rms
+from .server import CallCenter, agent_phone, wait_until
 
 Tone = Callable[..., Path]
 LONG = 90.0  # seconds of microphone: baresip hangs up when its file ends
 CALLER_HZ, AGENT_HZ, OTHER_AGENT_HZ = 440, 1000, 1500
 PHASE = 3.0
+
+
+def remote_offers(phone: BaresipPhone) -> int:
+    """SDP offers the phone received (baresip's CALL_REMOTE_SDP events, "offer")."""
+    phone.dtmf_received(settle=0.1)  # reads the events that have arrived
+    return sum(1 for e in phone.events
+               if e.get("type") == "CALL_REMOTE_SDP" and e.get("param") == "offer")
 
 
 def test_hold_from_the_phone_and_from_the_api_plays_music_to_the_caller(
@@ -39,8 +46,11 @@ def test_hold_from_the_phone_and_from_the_api_plays_music_to_the_caller(
     center.events.wait_for(type="call_resumed", call=call_id)
     marks["talk_again"] = time.monotonic()
     time.sleep(PHASE)
+    offers = remote_offers(agent_set)
     center.admin.post(f"/calls/{call_id}/hold")  # the agent desktop's hold
     marks["api_hold"] = time.monotonic()
+    # the phone is told (a re-INVITE, sendonly), so it shows the call held
+    wait_until(lambda: remote_offers(agent_set) > offers, 5, "a re-INVITE to the phone")
     time.sleep(PHASE)
     center.admin.post(f"/calls/{call_id}/unhold")
     marks["end_hold"] = time.monotonic()

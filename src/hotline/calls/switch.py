@@ -121,6 +121,15 @@ class MonitorInvite:
     conn: Any
 
 
+@dataclass
+class Reoffer:
+    """What our in-dialog re-INVITE's transaction carries (``tx.user``)."""
+
+    leg: CallLeg
+    offer: sdp.SessionDescription
+    answered: bool = False
+
+
 class MonitorError(TelephonyError):
     pass
 
@@ -941,6 +950,9 @@ class Switch:
         if isinstance(tx.user, MonitorInvite):
             self._monitor_response(resp, tx, tx.user)
             return
+        if isinstance(tx.user, Reoffer):
+            self._reoffer_response(resp, tx, tx.user)
+            return
         call, agent, leg, offer, target, conn = tx.user
         status = resp.status
         if status < 200:
@@ -1099,6 +1111,8 @@ class Switch:
                 m.leg.invite = None
                 self._monitor_gone(m.call, m.leg, "no answer")
             return
+        if isinstance(tx.user, Reoffer):
+            return  # the phone did not answer our re-offer: the media stays as it is
         call, agent, leg = tx.user[:3]
         if leg.invite is not tx:
             return
@@ -1211,15 +1225,16 @@ class Switch:
         time, and the caller hears music meanwhile."""
         if held == call.held:
             return
-        self._media_hold(call, held)
+        self._media_hold(call, held, tell_phone=False)
         call_id = call.id
         if held:
             self._submit(call.tenant_id, lambda t, now: t.acd.hold(now, call_id))
         else:
             self._submit(call.tenant_id, lambda t, now: t.acd.unhold(now, call_id))
 
-    def _media_hold(self, call: SipCall, held: bool) -> None:
-        """On hold the caller hears music and the agent silence; neither hears the other."""
+    def _media_hold(self, call: SipCall, held: bool, tell_phone: bool = True) -> None:
+        """On hold the caller hears music and the agent silence; neither hears the other.
+        Held or resumed from a desktop, the phone is told too (it shows the call held)."""
         if call.agent is None or held == call.held:
             return
         call.held = held
@@ -1232,6 +1247,37 @@ class Switch:
         else:
             call.caller.media.play(None)
             call.agent.media.play(None)
+        if tell_phone:
+            self._reoffer(call.agent, "sendonly" if held else "sendrecv")
+
+    def _reoffer(self, leg: CallLeg, direction: str) -> None:
+        """A re-INVITE to the phone with our new media direction (RFC 3264 §8.4)."""
+        dialog = leg.dialog
+        if dialog is None or not leg.up:
+            return
+        leg.sdp_version += 1
+        offer = sdp.offer(self.config.advertised, leg.media.port, session_id=leg.sdp_session,
+                          session_version=leg.sdp_version, direction=direction)
+        leg.local_sdp = sdp.serialise(offer)
+        request = dialog.request("INVITE", leg.local_sdp, "application/sdp")
+        tx = self.stack.request(request, dialog.peer, dialog.conn)
+        tx.user = Reoffer(leg, offer)
+
+    def _reoffer_response(self, resp: Response, tx: ClientTransaction, r: Reoffer) -> None:
+        if resp.status < 200 or r.answered:
+            return
+        r.answered = True
+        leg = r.leg
+        if resp.status >= 300 or leg.dialog is None:
+            return  # refused (or 491, both re-offering at once): the media stays as it is
+        self.stack.ack(tx, leg.dialog.ack(tx.request.cseq[0]))
+        try:
+            neg = sdp.negotiated_from_answer(r.offer, sdp.parse(resp.body))
+        except sdp.SdpError as err:
+            log.warning("a phone answered our re-INVITE with unusable SDP: %s", err)
+            return
+        leg.media.configure((neg.remote_address, neg.remote_port), neg.codec, neg.payload_type,
+                            neg.dtmf_payload_type, neg.sends)
 
     def _send_bye(self, dialog: Dialog) -> None:
         self.stack.request(dialog.request("BYE"), dialog.peer, dialog.conn)
