@@ -14,7 +14,6 @@ import math
 import struct
 import time
 import wave
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +21,6 @@ import numpy as np
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from argon2 import PasswordHasher
-from fastapi.testclient import TestClient
 from sqlalchemy import func, inspect, select, text
 
 from hotline.db.database import open_database
@@ -35,12 +32,9 @@ from hotline.db.schema import (
     Prompt,
     StoredEvent,
 )
-from hotline.server import ivr_store, security
-from hotline.server.app import Settings, create_app
+from hotline.server import ivr_store
 from hotline.server.problems import ApiError
-from hotline.server.state import ServerState
 from test_server_api import (
-    PLATFORM_PASSWORD,
     Actor,
     Center,
     Server,
@@ -49,32 +43,22 @@ from test_server_api import (
     ok,
     problem,
 )
-from test_telephony_api import SipSide, alembic, hotline, rows, sip, tenant_id, write_wav
+from test_telephony_api import (  # the server with its SIP stand-in, and cheap hashing
+    alembic,
+    cheap_hashing,  # noqa: F401 - an autouse fixture
+    hotline,
+    rows,
+    server,  # noqa: F401 - a fixture
+    sip,
+    tenant_id,
+    write_wav,
+)
 
 WELCOME = {"zh": "您好，欢迎致电。", "en": "Hello, and thank you for calling."}
 
 
-@pytest.fixture(autouse=True)
-def cheap_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Argon2 at a test cost: these tests log in several users."""
-    monkeypatch.setattr(
-        security, "_hasher", PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
-    )
-
-
 @pytest.fixture
-def server(db_url: str, tmp_path: Path) -> Iterator[Server]:
-    settings = Settings(db_url=db_url, admin_password=PLATFORM_PASSWORD, say=lambda s: None)
-    with TestClient(create_app(settings)) as client:
-        state: ServerState = client.app.state.hotline  # type: ignore[attr-defined]
-        state.recordings = tmp_path / "recordings"
-        state.recordings.mkdir()
-        state.telephony = SipSide(state)
-        yield Server(client)
-
-
-@pytest.fixture
-def center(server: Server) -> Center:
+def center(server: Server) -> Center:  # noqa: F811 - the imported fixture
     """The acme tenant of test_server_api, with a business-hours calendar ``office``."""
     c = Center(server)
     office = {"code": "office", "weekly": {"mon": [["08:00", "20:00"]]}}
