@@ -1129,15 +1129,25 @@ class Switch:
         self.stack.reply(tx, 487)
 
     # ------------------------------------------------------------------ in-dialog requests
-    def _reinvite(self, ev: RequestReceived) -> None:
+    def _in_dialog(self, ev: RequestReceived) -> tuple[SipCall, CallLeg] | None:
+        """The call and leg of an in-dialog request, or None once it has been answered (no
+        such dialog: 481; an old or repeated CSeq: 500, RFC 3261 §12.2.2)."""
         found = self.dialogs.get(request_dialog_key(ev.request))
         if found is None:
             self.stack.reply(ev.tx, 481)
-            return
-        call, leg = found
+            return None
+        leg = found[1]
         if leg.dialog is None or not leg.dialog.accepts(ev.request):
             self.stack.reply(ev.tx, 500, "Out Of Order", headers=[("Retry-After", "1")])
+            return None
+        return found
+
+    def _reinvite(self, ev: RequestReceived) -> None:
+        found = self._in_dialog(ev)
+        if found is None:
             return
+        call, leg = found
+        assert leg.dialog is not None
         body = leg.local_sdp
         if ev.request.body:
             try:
@@ -1162,14 +1172,11 @@ class Switch:
         queue, a queue's code, or another agent's extension, all of the same tenant. The
         ACD records it like a transfer from the desktop: the agent goes to wrap-up, the caller
         queues again as a new segment and hears music."""
-        found = self.dialogs.get(request_dialog_key(ev.request))
+        found = self._in_dialog(ev)
         if found is None:
-            self.stack.reply(ev.tx, 481)
             return
         call, leg = found
-        if leg.dialog is None or not leg.dialog.accepts(ev.request):
-            self.stack.reply(ev.tx, 500, "Out Of Order", headers=[("Retry-After", "1")])
-            return
+        assert leg.dialog is not None
         if leg is not call.agent or call.taken_over or call.agent_id is None:
             self.stack.reply(ev.tx, 403, "Only The Agent Transfers")
             return

@@ -118,6 +118,17 @@ def list_flows(caller: Admin, db: DB) -> list[dict[str, Any]]:
     ]
 
 
+def _version(db: Session, tenant_id: int, code: str, version: int) -> IvrFlow:
+    found = db.scalar(
+        select(IvrFlow).where(
+            IvrFlow.tenant_id == tenant_id, IvrFlow.code == code, IvrFlow.version == version
+        )
+    )
+    if found is None:
+        raise not_found(f"version {version} of IVR flow {code!r}")
+    return found
+
+
 @router.get("/ivr/flows/{code}")
 def get_flow(
     code: CodePath,
@@ -129,16 +140,7 @@ def get_flow(
     if version is None:
         row = _latest(db, caller.tenant_id, code)
     else:
-        found = db.scalar(
-            select(IvrFlow).where(
-                IvrFlow.tenant_id == caller.tenant_id,
-                IvrFlow.code == code,
-                IvrFlow.version == version,
-            )
-        )
-        if found is None:
-            raise not_found(f"version {version} of IVR flow {code!r}")
-        row = found
+        row = _version(db, caller.tenant_id, code, version)
     return {**_flow_out(row), "routes": _flow_routes(db, caller.tenant_id, code).get(code, [])}
 
 
@@ -163,15 +165,7 @@ def restore_flow(
 ) -> dict[str, Any]:
     """Make an older version current again, as a new version (checked again: a prompt or
     queue it used may be gone since)."""
-    old = db.scalar(
-        select(IvrFlow).where(
-            IvrFlow.tenant_id == caller.tenant_id,
-            IvrFlow.code == code,
-            IvrFlow.version == version,
-        )
-    )
-    if old is None:
-        raise not_found(f"version {version} of IVR flow {code!r}")
+    old = _version(db, caller.tenant_id, code, version)
     before = _latest(db, caller.tenant_id, code)
     row = ivr_store.store_flow(
         db,

@@ -198,11 +198,16 @@ def get_phone(code: str, caller: Caller, db: DB, state: State) -> dict[str, Any]
 @router.delete("/agents/{code}/phone", status_code=204, tags=["telephony"])
 def delete_phone(code: str, caller: Admin, db: DB, state: State) -> None:
     _agent_row(db, caller.tenant_id, code)
-    row = _phone_row(db, caller.tenant_id, code)
+    _delete_phone(db, state, caller, _phone_row(db, caller.tenant_id, code), "phone", code,
+                  f"agent {code!r}")
+
+
+def _delete_phone(db: Session, state: ServerState, caller: Principal, row: PhoneAccount | None,
+                  tag: str, target: str, whose: str) -> None:
     if row is None:
-        raise not_found(f"phone account of agent {code!r}")
+        raise not_found(f"phone account of {whose}")
     db.delete(row)
-    audit(db, caller, "phone.delete", code, username=row.username)
+    audit(db, caller, f"{tag}.delete", target, username=row.username)
     db.commit()
     telephony_changed(state)
 
@@ -250,13 +255,8 @@ def get_user_phone(username: str, caller: Caller, db: DB, state: State) -> dict[
 @router.delete("/users/{username}/phone", status_code=204, tags=["telephony"])
 def delete_user_phone(username: str, caller: Admin, db: DB, state: State) -> None:
     _user_row(db, caller.tenant_id, username)
-    row = _user_phone_row(db, caller.tenant_id, username)
-    if row is None:
-        raise not_found(f"phone account of user {username!r}")
-    db.delete(row)
-    audit(db, caller, "user_phone.delete", username, username=row.username)
-    db.commit()
-    telephony_changed(state)
+    _delete_phone(db, state, caller, _user_phone_row(db, caller.tenant_id, username),
+                  "user_phone", username, f"user {username!r}")
 
 
 @router.get("/phones", tags=["telephony"])
