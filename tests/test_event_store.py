@@ -61,6 +61,8 @@ SAMPLE = {
     "mailbox": "cards",
     "supervisor": "supervisor",
     "mode": "whisper",
+    "ring": 7.5,
+    "how": "transferred",
 }
 # Fields an event may lack; ``to_dict`` leaves them out when empty.
 OPTIONAL = {
@@ -75,6 +77,9 @@ OPTIONAL = {
     "ivr_ended": ("queue", "language", "number", "path"),
     "voicemail_left": ("number", "language"),
     "call_monitored": ("agent",),
+    "consult_started": ("to_agent", "number"),
+    "consult_ended": ("to_agent", "number"),
+    "call_conferenced": ("to_agent", "number"),
 }
 
 

@@ -23,6 +23,7 @@ from hotline.ivr.engine import (
     StartRecording,
     StopPlaying,
     StopRecording,
+    TransferCall,
 )
 from hotline.ivr.flow import FlowError, parse_flow, references
 from hotline.ivr.hours import Calendar
@@ -323,6 +324,12 @@ def test_set_fills_templates_and_step_limit_stops_runaway_flows() -> None:
         ({"q": {"type": "queue", "queue": "x", "bogus": 1}}, "q", "bogus"),
         ({"c": {"type": "collect", "prompt": "p", "variable": "v", "pattern": "([",
                 "next": "goodbye", "on_failure": "goodbye"}}, "c", "regular expression"),
+        ({"t": {"type": "transfer", "agent": "A1", "number": "10086", "queue": "q",
+                "on_failure": "goodbye"}}, "t", "exactly one of"),
+        ({"t": {"type": "transfer", "extension": "7001", "on_failure": "goodbye"}}, "t",
+         "give queue"),
+        ({"t": {"type": "transfer", "number": "{caller}", "on_failure": "goodbye"}}, "t",
+         "number"),
     ],
 )
 def test_errors_name_the_node(change: dict[str, Any], node: str, text: str) -> None:
@@ -406,3 +413,32 @@ def test_keys_typed_ahead_are_bounded() -> None:
     for _ in range(5000):
         run.digit(0.5, "7")
     assert len(run._ahead) <= 32
+
+
+def test_transfer_node_rings_its_target_and_goes_on_when_refused() -> None:
+    """A transfer node hands the caller to one agent (through a queue) or a fixed outside
+    number; refused, the flow continues at on_failure (here: a second transfer, then a
+    queue)."""
+    flow = {"start": "boss", "nodes": {
+        "boss": {"type": "transfer", "extension": "7001", "queue": "vip",
+                 "prompt": "connecting", "on_failure": "branch_office"},
+        "branch_office": {"type": "transfer", "number": "02012345678",
+                          "on_failure": "q"},
+        "q": {"type": "queue", "queue": "cards", "announce_every": None},
+    }}
+    run = run_of(flow, language="en")
+    a = run.start(0)
+    (call,) = [x for x in a if isinstance(x, TransferCall)]
+    assert (call.agent, call.extension, call.number, call.queue) == (None, "7001", None, "vip")
+    assert plays(a) == [("connecting",)]
+    assert finish(run, a, 2) == [PlayMusic()]  # music after the prompt while it rings
+    assert run.outcome == "transferred" and run.queue == "vip"
+    assert run.digit(3, "5") == []  # keys change nothing while the transfer rings
+    a = run.transfer_failed(20)
+    (call,) = [x for x in a if isinstance(x, TransferCall)]
+    assert (call.number, call.queue) == ("02012345678", None)
+    assert PlayMusic() in a  # no prompt: music at once
+    a = run.transfer_failed(40)
+    assert [x for x in a if isinstance(x, Enqueue)] == [Enqueue("cards", None, run.variables)]
+    assert run.outcome == "queued" and run.path == ["boss", "branch_office", "q"]
+    assert run.transfer_failed(41) == []  # not transferring any more: nothing happens

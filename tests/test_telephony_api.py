@@ -432,6 +432,24 @@ def test_trunks_crud_with_address_and_digest_checks(center: Center) -> None:
     assert_secret_nowhere(center, TRUNK_SECRET, SECRET)
 
 
+def test_a_trunk_for_calls_out_names_where_they_go(center: Center) -> None:
+    """A trunk may only take calls out (click-to-call, callbacks): it needs no source address
+    or credentials then, but its outbound address and caller id must be usable."""
+    admin = center.admin
+    out = {"code": "out", "outbound": "sip.carrier.example:5080", "caller_id": "+864000"}
+    body = ok(admin.post("/trunks", json=out), 201)
+    assert (body["outbound"], body["caller_id"], body["allow"]) == (
+        "sip.carrier.example:5080", "+864000", [])
+    body = ok(admin.put("/trunks/out", json={**out, "outbound": "203.0.113.7"}))
+    assert body["outbound"] == "203.0.113.7:5060"  # the SIP port by default
+    assert ok(admin.put("/trunks/out", json={**out, "outbound": "[2001:db8::1]:5070"})
+              )["outbound"] == "[2001:db8::1]:5070"
+    for bad in ("", "host:port", "host:70000", "a b", "sip:x@y", "[::1"):
+        invalid(admin.put("/trunks/out", json={**out, "outbound": bad}), "body.outbound")
+    invalid(admin.put("/trunks/out", json={**out, "caller_id": "4000 ext"}), "body.caller_id")
+    assert ok(admin.get("/trunks/out"))["outbound"] == "[2001:db8::1]:5070"  # kept
+
+
 def test_trunks_are_for_the_tenants_admins_only(center: Center) -> None:
     ok(center.admin.post("/trunks", json={"code": "carrier", "allow": ["203.0.113.7"]}), 201)
     for who in (center.sup, center.qa, center.planner, center.alice):

@@ -215,7 +215,8 @@ def test_waiting_callers_hear_their_position_every_period_and_can_take_a_callbac
                  service=did, keys={"pcap": str(pcap)}, duration_ms=40_000,
                  timeout_s=60).start()
     wait_until(lambda: center.queue_stats(queue)["waiting"] == 1, 10, "the first caller")
-    caller = phones("caller", tone(CALLER_HZ, LONG))
+    number = "86001"  # the caller's number (its phone's name): the one called back
+    caller = phones(number, tone(CALLER_HZ, LONG))
     caller.dial(uri)
     caller.wait("CALL_ESTABLISHED")
     established = time.monotonic()
@@ -240,14 +241,27 @@ def test_waiting_callers_hear_their_position_every_period_and_can_take_a_callbac
     confirm = [s for s in tone_spans(recording, 2500) if s[1] - s[0] >= 0.7]
     assert confirm and confirm[-1][0] >= starts[-1], (confirm, starts)
     assert closed - established <= 2.6 * every + 5
-    # An agent comes: the first caller is served, then the callback's turn comes. Dialling
-    # out is not there yet, so the ACD is told the callback failed (the agent is not kept).
+    # An agent comes: the first caller is served, then the callback's turn comes: the agent's
+    # phone rings, then the caller's number through the tenant's trunk (to the caller's phone).
+    trunk = "e2e-callbacks"
+    center.admin.post("/trunks", {"code": trunk, "outbound": f"127.0.0.1:{caller.sip_port}"},
+                      expect=201)
     agent = center.agent(queue)
-    phones(agent.username, tone(AGENT_HZ, LONG),  # it logs the agent in: calls come at once
-           registration=Registration(center.server.sip_port, agent.password))
-    failed = center.events.wait_for(type="callback_failed", call=requested["call"], timeout=60)
-    assert failed["call"] == requested["call"]
-    center.wait_agent_state(agent, "ready", timeout=15)
+    agent_set = phones(agent.username, tone(AGENT_HZ, LONG),  # it logs the agent in
+                       registration=Registration(center.server.sip_port, agent.password))
+    answered = center.events.wait_for(type="call_answered", call=requested["call"], timeout=60)
+    assert answered["agent"] == agent.code
+    caller.wait("CALL_ESTABLISHED", timeout=10)
+    time.sleep(2.0)
+    caller.hangup()
+    agent_set.wait("CALL_CLOSED")
+    _, called_back = caller.recordings("dec")
+    assert heard(called_back, AGENT_HZ)
+    (cdr,) = center.admin.get("/cdrs", number=number)["items"]
+    assert (cdr["call_id"], cdr["agent"]) == (requested["call"], agent.code)
+    wait_until(lambda: center.admin.get("/cdrs", number=number)["items"][0]["outcome"]
+               == "answered", 15, "the callback's CDR to close")
+    center.admin.call("DELETE", f"/trunks/{trunk}", expect=204)
     first.stop()
 
 
@@ -345,4 +359,54 @@ def test_the_demo_number_speaks_english_a_softphone_answers_and_the_supervisor_j
     assert not occurrences(recording, chinese)
     ended = center.events.wait_for(type="ivr_ended", queue=demo.PHONE_QUEUE)
     assert ended["flow"] == demo.DEMO_FLOW and ended["language"] == "en"
+    center.wait_media_released()
+
+
+def test_a_transfer_node_rings_one_agent_or_an_outside_number_and_goes_on_if_refused(
+    center: CallCenter, phones: PhoneFactory, tone: Tone,
+) -> None:
+    queue = center.queue(wrap_up=1.0)
+    boss = center.agent(queue)  # logged out at first: a transfer to them is refused
+    outside = phones("80006", tone(SUPERVISOR_HZ, LONG))
+    trunk = "e2e-ivr-out"  # the tenant's only trunk out while this test runs
+    center.admin.post("/trunks", {"code": trunk, "outbound": f"127.0.0.1:{outside.sip_port}"},
+                      expect=201)
+    uri = ivr_number(center, {"start": "boss", "nodes": {
+        "boss": {"type": "transfer", "extension": boss.username, "queue": queue.id,
+                 "on_failure": "branch"},
+        "branch": {"type": "transfer", "number": "80006", "on_failure": "q"},
+        "q": {"type": "queue", "queue": queue.id, "announce_every": None}}})
+
+    caller = phones("caller", tone(CALLER_HZ, LONG))
+    caller.dial(uri)
+    caller.wait("CALL_ESTABLISHED")
+    outside.wait("CALL_ESTABLISHED", timeout=10)  # the boss was not there: the branch office
+    connected = time.monotonic()
+    time.sleep(3.0)
+    caller.hangup()
+    outside.wait("CALL_CLOSED")
+    heard_at = connected - time.monotonic()  # (negative: seconds before the end)
+    (recording,) = caller.recordings("dec")
+    end = duration_s(recording)
+    assert band_energy_fraction(recording, SUPERVISOR_HZ, 25.0, end + heard_at + 0.8,
+                                end - 0.5) >= 0.9
+    refused = center.events.wait_for(type="call_rejected", queue=queue.id)
+    assert refused["reason"] == "agent_unavailable"
+    ended = wait_until(lambda: [e for e in center.events.matching(type="ivr_ended")
+                                if e.get("path") == ["boss", "branch"]], 10, "the IVR's end")
+    assert ended[0]["outcome"] == "transferred"
+
+    boss_set = agent_phone(center, phones, tone(AGENT_HZ, LONG), boss)  # now the boss is in
+    second = phones("second", tone(CALLER_HZ, LONG))
+    second.dial(uri)
+    boss_set.wait("CALL_ESTABLISHED", timeout=10)
+    time.sleep(1.0)
+    second.hangup()
+    boss_set.wait("CALL_CLOSED")
+    answered = wait_until(lambda: [c for c in center.cdrs(queue) if c["outcome"] == "answered"],
+                          10, "the boss's call to be wrapped up")
+    assert [c["agent"] for c in answered] == [boss.code]
+    calls_out = [e for e in outside.events if e.get("type") == "CALL_ESTABLISHED"]
+    assert len(calls_out) == 1  # the second caller went to the boss only
+    center.admin.call("DELETE", f"/trunks/{trunk}", expect=204)
     center.wait_media_released()

@@ -43,8 +43,16 @@ from hotline.events.types import (
     CallQueued,
     CallRejected,
     CallResumed,
+    CallTransferred,
+    CallTransferredOut,
+    ConsultEnded,
+    ConsultStarted,
     Event,
     OfferCancelled,
+    OutboundAnswered,
+    OutboundDialed,
+    OutboundEnded,
+    OutboundFailed,
     WrapUpEnded,
 )
 
@@ -193,6 +201,8 @@ class _Call(Indexed):
         "answered_at",
         "arrival",
         "callback",
+        "consult",
+        "consult_number",
         "data",
         "ended_at",
         "entered",
@@ -202,6 +212,7 @@ class _Call(Indexed):
         "number",
         "offer_seq",
         "offered_to",
+        "outbound",
         "priority",
         "queue",
         "state",
@@ -228,6 +239,9 @@ class _Call(Indexed):
         self.hold = 0.0
         self.held_since = -1.0
         self.callback = False
+        self.outbound = False  # an agent's call out: outbound_* events, no queue figures
+        self.consult: _Agent | None = None  # the agent consulted while the caller holds
+        self.consult_number: str | None = None  # or the outside number consulted
         self.number: str | None = number
         self.data: dict[str, Any] | None = data
 
@@ -594,7 +608,7 @@ class ACD:
             self.hangup(now, call_id)
             return
         if state == _DIALING:
-            raise ACDError(f"call {call_id} is being called back: report callback_failed")
+            raise ACDError(f"call {call_id} is being dialled: report how the dialling failed")
         if state == _ENDED:
             raise ACDError(f"call {call_id} has already ended")
         q = call.queue
@@ -619,10 +633,15 @@ class ACD:
             self.abandon(now, call_id)
             return
         if call.state == _DIALING:
-            self.callback_failed(now, call_id)
+            if call.outbound:
+                self.outbound_failed(now, call_id, "cancelled")
+            else:
+                self.callback_failed(now, call_id)
             return
         if call.state != _CONNECTED:
             raise ACDError(f"call {call_id} has already ended")
+        if call.consult is not None or call.consult_number is not None:
+            self._end_consult(now, call, "caller_left")
         agent = call.offered_to[0]
         if call.held_since >= 0:
             call.hold += now - call.held_since
@@ -630,9 +649,12 @@ class ACD:
         talk = now - call.answered_at - call.hold
         call.state = _ENDED
         call.ended_at = now
-        agent.talk_time += talk
         q = call.queue
-        self.events.append(CallEnded(now, call_id, q.id, agent.id, talk, call.hold))
+        if call.outbound:
+            self.events.append(OutboundEnded(now, call_id, q.id, agent.id, talk, call.hold))
+        else:
+            agent.talk_time += talk
+            self.events.append(CallEnded(now, call_id, q.id, agent.id, talk, call.hold))
         wrap = agent.cfg.wrap_up if agent.cfg.wrap_up is not None else q.cfg.wrap_up
         auto = agent.cfg.auto_ready if agent.cfg.auto_ready is not None else q.cfg.auto_ready
         if wrap > 0 or not auto:
@@ -669,14 +691,14 @@ class ACD:
     def callback_answered(self, now: float, call_id: str) -> None:
         self._tick(now)
         call = self._call(call_id)
-        if call.state != _DIALING:
+        if call.state != _DIALING or call.outbound:
             raise ACDError(f"call {call_id} is not being called back")
         self._connect(now, call, call.offered_to[0])
 
     def callback_failed(self, now: float, call_id: str) -> None:
         self._tick(now)
         call = self._call(call_id)
-        if call.state != _DIALING:
+        if call.state != _DIALING or call.outbound:
             raise ACDError(f"call {call_id} is not being called back")
         agent = call.offered_to[0]
         call.offered_to = []
@@ -687,6 +709,148 @@ class ACD:
             CallbackFailed(now, call_id, call.queue.id, agent.id, now - call.arrival)
         )
         self._after_call(now, agent)
+
+    def dial(self, now: float, call_id: str, agent_id: str, number: str,
+             queue_id: str | None = None, data: dict[str, Any] | None = None) -> None:
+        """The agent calls a customer (click-to-call). A ready or not-ready agent is made busy
+        (reason ``outbound``) so no inbound call is offered meanwhile; afterwards the agent
+        wraps up as the queue says and returns to the state it called from. The call is made
+        for ``queue_id`` (default: the agent's first queue) but never enters it."""
+        self._tick(now)
+        if call_id in self._calls:
+            raise ACDError(f"call {call_id} already exists")
+        agent = self._agent(agent_id)
+        if agent.state != READY and agent.state != NOT_READY:
+            raise ACDError(f"agent {agent_id} is {agent.state}: calls out only when ready "
+                           "or not ready")
+        if queue_id is None:
+            if not agent.memberships:
+                raise ACDError(f"agent {agent_id} serves no queue: name the queue to call for")
+            q = agent.memberships[0].queue
+        else:
+            q = self._queue(queue_id)
+        call = _Call(call_id, q, q.cfg.priority, now, data, number)
+        call.outbound = True
+        call.state = _DIALING
+        call.offered_to = [agent]
+        self._calls[call_id] = call
+        if agent.state == NOT_READY:
+            agent.pending, agent.pending_reason = NOT_READY, agent.reason
+        else:
+            agent.pending = None
+        agent.call = call
+        self.events.append(OutboundDialed(now, call_id, q.id, agent.id, number))
+        self._set_state(now, agent, BUSY, "outbound")
+
+    def outbound_answered(self, now: float, call_id: str) -> None:
+        self._tick(now)
+        call = self._call(call_id)
+        if call.state != _DIALING or not call.outbound:
+            raise ACDError(f"call {call_id} is not an outbound call being dialled")
+        call.state = _CONNECTED
+        call.answered_at = now
+        agent = call.offered_to[0]
+        self.events.append(
+            OutboundAnswered(now, call_id, call.queue.id, agent.id, now - call.arrival)
+        )
+
+    def outbound_failed(self, now: float, call_id: str, reason: str) -> None:
+        """The customer was not reached; the agent returns at once to the state it called
+        from (no wrap-up: there was no conversation)."""
+        self._tick(now)
+        call = self._call(call_id)
+        if call.state != _DIALING or not call.outbound:
+            raise ACDError(f"call {call_id} is not an outbound call being dialled")
+        agent = call.offered_to[0]
+        call.offered_to = []
+        call.state = _ENDED
+        agent.call = None
+        del self._calls[call_id]
+        self.events.append(
+            OutboundFailed(now, call_id, call.queue.id, agent.id, reason, now - call.arrival)
+        )
+        self._after_call(now, agent)
+
+    def consult(self, now: float, call_id: str, agent_id: str | None = None,
+                number: str | None = None) -> None:
+        """The agent on ``call_id`` consults a ready colleague (made busy, reason ``consult``,
+        so nothing else is offered meanwhile) or an outside number; the caller holds."""
+        self._tick(now)
+        call = self._connected(call_id)
+        if call.outbound:
+            raise ACDError(f"call {call_id} is a call out: transfer it instead")
+        if call.consult is not None or call.consult_number is not None:
+            raise ACDError(f"call {call_id} is already in a consultation")
+        if (agent_id is None) == (number is None):
+            raise ACDError("consult an agent or a number")
+        agent = call.offered_to[0]
+        target = None
+        if agent_id is not None:
+            target = self._agent(agent_id)
+            if target is agent:
+                raise ACDError("an agent does not consult itself")
+            if target.state != READY:
+                raise ACDError(f"agent {agent_id} is {target.state}, not ready")
+        self.events.append(ConsultStarted(now, call_id, call.queue.id, agent.id,
+                                          agent_id, number))
+        if call.held_since < 0:
+            call.held_since = now
+            self.events.append(CallHeld(now, call_id, agent.id))
+        call.consult, call.consult_number = target, number
+        if target is not None:
+            target.pending = None
+            self._set_state(now, target, BUSY, "consult")
+
+    def consult_end(self, now: float, call_id: str, how: str) -> None:
+        """The consultation ended without a transfer (``how``: cancelled, failed, left): the
+        colleague is free again and the agent has the caller back, off hold."""
+        self._tick(now)
+        call = self._connected(call_id)
+        if call.consult is None and call.consult_number is None:
+            raise ACDError(f"call {call_id} is not in a consultation")
+        self._end_consult(now, call, how)
+        self.unhold(now, call_id)
+
+    def consult_transfer(self, now: float, call_id: str, new_id: str) -> None:
+        """Complete an attended transfer to the one consulted: the agent's segment ends
+        (wrap-up). A colleague takes the caller as ``new_id``, connected at once: that segment
+        is never offered to a queue (the caller was counted once, when first offered); it is
+        the colleague's answered call. An outside number takes the caller out of the ACD."""
+        self._tick(now)
+        call = self._connected(call_id)
+        target, number = call.consult, call.consult_number
+        agent = call.offered_to[0]
+        q = call.queue
+        if target is None:
+            if number is None:
+                raise ACDError(f"call {call_id} is not in a consultation")
+            self.events.append(CallTransferredOut(now, call_id, q.id, agent.id, number))
+            self.events.append(ConsultEnded(now, call_id, q.id, agent.id, None, number,
+                                            "transferred"))
+            call.consult_number = None
+            self.hangup(now, call_id)
+            return
+        if new_id in self._calls:
+            raise ACDError(f"call {new_id} already exists")
+        self.events.append(CallTransferred(now, call_id, agent.id, new_id, q.id, target.id))
+        self.events.append(ConsultEnded(now, call_id, q.id, agent.id, target.id, None,
+                                        "transferred"))
+        call.consult = None
+        self.hangup(now, call_id)
+        nxt = _Call(new_id, q, call.priority, now, call.data, call.number)
+        self._calls[new_id] = nxt
+        self.events.append(CallArrived(now, new_id, q.id, nxt.priority, nxt.number, nxt.data))
+        nxt.offered_to = [target]
+        self._connect(now, nxt, target)
+
+    def _end_consult(self, now: float, call: _Call, how: str) -> None:
+        target, number = call.consult, call.consult_number
+        call.consult = call.consult_number = None
+        agent = call.offered_to[0]
+        self.events.append(ConsultEnded(now, call.id, call.queue.id, agent.id,
+                                        None if target is None else target.id, number, how))
+        if target is not None and target.state == BUSY and target.call is None:
+            self._after_call(now, target)
 
     # ------------------------------------------------------------------ queries
     def agent_state(self, agent_id: str) -> tuple[str, str | None]:
@@ -721,6 +885,8 @@ class ACD:
             "number": call.number,
             "data": call.data,
             "held": call.held_since >= 0,
+            "direction": "outbound" if call.outbound else "inbound",
+            "consult": call.consult.id if call.consult is not None else call.consult_number,
         }
 
     def calls(self) -> list[dict[str, Any]]:
@@ -909,8 +1075,9 @@ class ACD:
         if call is not None:
             agent.call = None
             q = call.queue
-            handle = now - call.answered_at
-            q.aht = handle if q.aht < 0 else q.aht + _EWT_ALPHA * (handle - q.aht)
+            if not call.outbound:  # the queue's handle time estimates its callers' wait
+                handle = now - call.answered_at
+                q.aht = handle if q.aht < 0 else q.aht + _EWT_ALPHA * (handle - q.aht)
             self.events.append(WrapUpEnded(now, call.id, q.id, agent.id, now - call.ended_at))
             del self._calls[call.id]
         self._after_call(now, agent)

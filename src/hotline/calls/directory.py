@@ -56,6 +56,32 @@ class TrunkEntry:
 
 
 @dataclass(frozen=True, slots=True)
+class OutboundTrunk:
+    """Where a tenant's calls out go: ``host``:``port`` (UDP), presenting ``caller_id``."""
+
+    tenant_id: int
+    code: str
+    host: str
+    port: int
+    caller_id: str | None
+
+
+def split_hostport(value: str) -> tuple[str, int]:
+    """``host``, ``host:port``, ``[v6]`` or ``[v6]:port`` (default port 5060)."""
+    value = value.strip()
+    if value.startswith("["):
+        host, bracket, rest = value[1:].partition("]")
+        port = rest[1:] if rest.startswith(":") else "x" if rest or not bracket else ""
+    elif value.count(":") == 1:
+        host, port = value.split(":")
+    else:
+        host, port = value, ""
+    if not host or (port and not port.isdigit()) or not 0 < int(port or 5060) < 65536:
+        raise ValueError(f"not a host[:port]: {value!r}")
+    return host, int(port or 5060)
+
+
+@dataclass(frozen=True, slots=True)
 class Route:
     """Where a dialled number's calls go: a flow (``version`` of ``flow``), or straight to a
     queue (run as a one-node flow, so every call takes the same path)."""
@@ -81,6 +107,7 @@ class Directory:
     phones: dict[tuple[int, str], str] = field(default_factory=dict)  # (tenant, agent) -> user
     user_phones: dict[tuple[int, str], str] = field(default_factory=dict)  # (tenant, user) ->
     trunks: list[TrunkEntry] = field(default_factory=list)
+    outbound: dict[int, list[OutboundTrunk]] = field(default_factory=dict)  # tenant -> trunks
     routes: dict[str, Route] = field(default_factory=dict)  # DID -> route
     calendars: dict[tuple[int, str], Calendar] = field(default_factory=dict)
     prompts: dict[PromptKey, npt.NDArray[np.int16]] = field(default_factory=dict)
@@ -115,6 +142,10 @@ class Directory:
                 for net in nets:
                     if net.num_addresses == 1:
                         d.trusted_hosts.add(str(net.network_address))
+            if t.outbound:
+                host, port = split_hostport(t.outbound)
+                d.outbound.setdefault(t.tenant_id, []).append(
+                    OutboundTrunk(t.tenant_id, t.code, host, port, t.caller_id))
             if t.username and t.ha1_md5 and t.ha1_sha256:
                 d.accounts[t.username] = Account(
                     t.username, t.tenant_id, {"MD5": t.ha1_md5, "SHA-256": t.ha1_sha256},
@@ -195,6 +226,14 @@ class Directory:
                         and (best is None or net.prefixlen > best[0])):
                     best = (net.prefixlen, trunk)
         return best[1] if best else None
+
+    def outbound_trunk(self, tenant_id: int, code: str | None = None) -> OutboundTrunk | None:
+        """The named trunk, or the tenant's first (by code) that takes calls out."""
+        trunks = sorted(self.outbound.get(tenant_id, ()), key=lambda t: t.code)
+        for trunk in trunks:
+            if code is None or trunk.code == code:
+                return trunk
+        return None
 
     def ha1(self, username: str, algorithm: str) -> str | None:
         account = self.accounts.get(username)

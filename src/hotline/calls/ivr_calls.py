@@ -43,6 +43,7 @@ from hotline.ivr.engine import (
     StartRecording,
     StopPlaying,
     StopRecording,
+    TransferCall,
 )
 from hotline.ivr.flow import FlowDefinition
 from hotline.media import speech_numbers, tts
@@ -137,6 +138,23 @@ class IvrCalls:
         self._disarm(ic)
         call.caller.media.listen_for_digits(None)
 
+    def transfer_refused(self, call: SipCall, acd_call: bool) -> bool:
+        """A transfer node's agent or number did not take the caller: whether the IVR goes on
+        (at the node's on_failure). ``acd_call``: the ACD saw (and closed) this call id, so
+        the caller goes on as a new one (a call id is never reused in the record)."""
+        ic = call.ivr
+        if ic is None or call.ended or ic.run.state != "transfer":
+            return False
+        sw = self.switch
+        if acd_call:
+            sw.calls.pop(call.id, None)
+            call.id = sw.center.new_call_id()
+            sw.calls[call.id] = call
+        ic.logged = False
+        call.caller.media.listen_for_digits(lambda key: self.digit(call, key))
+        self._carry_out(call, ic.run.transfer_failed(sw.stack.now()))
+        return True
+
     def exit_to_callback(self, call: SipCall) -> bool:
         """Whether the IVR will hang up itself (after confirming the callback it asked for)."""
         return call.ivr is not None and call.ivr.callback != "" and not call.ended
@@ -176,6 +194,8 @@ class IvrCalls:
                 leg.play(sw.music)
             elif isinstance(action, Enqueue):
                 self._enqueue(call, action)
+            elif isinstance(action, TransferCall):
+                self._transfer(call, action)
             elif isinstance(action, RequestCallback):
                 self._request_callback(call)
             elif isinstance(action, StartLookup):
@@ -328,6 +348,45 @@ class IvrCalls:
 
         self.switch._submit(call.tenant_id, op,
                             failed=lambda err: self.switch._release(call, f"refused: {err}"))
+
+    def _transfer(self, call: SipCall, action: TransferCall) -> None:
+        """A transfer node: ring the one agent through the ACD (rejected at once if not
+        ready; queued normally after a RONA), or call the outside number."""
+        ic = call.ivr
+        assert ic is not None
+        sw = self.switch
+        ended = self._end_event(call, "transferred", action.queue)
+        ic.logged = True
+        if action.number is not None:
+            if ended is not None:
+                sw._submit(call.tenant_id, lambda t, now: t.record(ended, now))
+            sw._spawn(sw.ivr_transfer_out(call, action.number))
+            return
+        agent = action.agent
+        if action.extension is not None:
+            account = sw.directory.accounts.get(action.extension)
+            agent = (account.agent if account is not None
+                     and account.tenant_id == call.tenant_id else None)
+        queue = action.queue or ""
+        call_id = call.id
+        data = {**ic.data, **{k: v for k, v in action.data.items() if v != ""}}
+        if agent is None:
+            log.info("call %s: no agent has extension %s", call_id, action.extension)
+            if ended is not None:
+                sw._submit(call.tenant_id, lambda t, now: t.record(ended, now))
+            self.transfer_refused(call, acd_call=False)
+            return
+
+        def op(t: Tenant, now: float) -> None:
+            if ended is not None:
+                t.record(ended, now)
+            t.acd.call_arrived(now, call_id, queue, data=data, number=ic.number, agent=agent)
+
+        def failed(err: BaseException) -> None:  # unknown agent or queue: nothing recorded
+            log.info("call %s: transfer to %s refused: %s", call_id, agent, err)
+            self.transfer_refused(call, acd_call=False)
+
+        sw._submit(call.tenant_id, op, failed=failed)
 
     def _request_callback(self, call: SipCall) -> None:
         ic = call.ivr

@@ -17,6 +17,7 @@ import contextlib
 import logging
 import re
 import secrets
+import socket
 import time
 import urllib.parse
 from collections.abc import Callable
@@ -37,12 +38,13 @@ from hotline.acd.commands import (
     Reject,
 )
 from hotline.acd.engine import LOGGED_OUT, NOT_READY, ACDError
-from hotline.calls.directory import Directory, Route
+from hotline.calls.directory import Directory, OutboundTrunk, Route
 from hotline.calls.ivr_calls import IvrCalls
 from hotline.events.types import (
     CallAbandoned,
     CallbackFailed,
     CallClosed,
+    CallConferenced,
     CallEnded,
     CallHeld,
     CallMonitored,
@@ -51,7 +53,10 @@ from hotline.events.types import (
     CallRejected,
     CallResumed,
     CallTransferred,
+    CallTransferredOut,
     Event,
+    OutboundEnded,
+    OutboundFailed,
     PhoneRegistered,
     PhoneUnregistered,
 )
@@ -134,6 +139,57 @@ class MonitorError(TelephonyError):
     pass
 
 
+@dataclass
+class Consult:
+    """Whom the agent consults while the caller holds: a colleague (``agent``) or an outside
+    ``number``; ``state``: ringing, talking (with the agent), conference (all three)."""
+
+    agent: str | None
+    number: str | None
+    leg: CallLeg
+    state: str = "ringing"
+    mix: Mix | None = None
+
+
+@dataclass(frozen=True)
+class ConsultInvite:
+    """What the INVITE to the one consulted carries (``tx.user``)."""
+
+    call: SipCall
+    leg: CallLeg
+    offer: sdp.SessionDescription
+    target: Address
+    conn: Any
+
+
+@dataclass
+class Dialing:
+    """A call out being set up: the agent's phone is called first, then the customer through
+    the trunk. ``kind``: outbound (click-to-call), callback (a queued caller's turn) or
+    transfer (the caller, transferred blind to an outside number: no agent leg)."""
+
+    kind: str
+    agent: str
+    number: str
+    trunk: OutboundTrunk
+    address: Address  # the trunk's resolved address
+    customer_ringing: bool = False
+    back: tuple[str, dict[str, Any] | None] | None = None  # transfer: queue and data to requeue
+
+
+@dataclass(frozen=True)
+class DialInvite:
+    """What the INVITEs of a call out carry (``tx.user``): to the agent's phone, or (customer)
+    to the number through the trunk."""
+
+    call: SipCall
+    leg: CallLeg
+    offer: sdp.SessionDescription
+    target: Address
+    conn: Any
+    customer: bool
+
+
 MONITOR_MODES = ("listen", "whisper", "barge", "take_over")
 
 
@@ -141,8 +197,8 @@ MONITOR_MODES = ("listen", "whisper", "barge", "take_over")
 class SipCall:
     id: str  # the ACD's call id (changes when the call is transferred to a new segment)
     tenant_id: int
-    caller: CallLeg
-    server_tx: ServerTransaction
+    caller: CallLeg  # the customer's leg (a call out's is the one we dial)
+    server_tx: ServerTransaction | None  # the caller's INVITE (None: we called them)
     agent_id: str | None = None
     agent: CallLeg | None = None  # the agent's leg once the ACD accepted its answer
     ringing: dict[str, CallLeg] = field(default_factory=dict)  # agent -> leg being offered
@@ -159,6 +215,9 @@ class SipCall:
     queue: str | None = None  # the queue whose agent answered (its recording policy applies)
     recording_paused: bool = False  # paused (e.g. while a card number is read out)
     held: bool = False  # on hold: the caller hears music
+    dialing: Dialing | None = None  # a call out, until the customer answers
+    external: bool = False  # transferred out: the ACD's part has ended, the caller talks on
+    consult: Consult | None = None  # the agent consults someone (attended transfer)
 
 
 @dataclass
@@ -175,6 +234,7 @@ class SwitchConfig:
     digest_algorithms: tuple[str, ...] = ("MD5",)
     music: Path | None = None  # music on hold (any WAV); None: the built-in chimes
     max_ring: float = 60.0  # seconds a phone may ring when its queue sets no ring timeout
+    customer_ring: float = 45.0  # seconds a customer's phone may ring on a call out
 
 
 class Switch:
@@ -197,6 +257,7 @@ class Switch:
         self.music = Sound.from_pcm(
             "music", load_prompt(config.music) if config.music else builtin_music())
         self.silence = Sound.from_pcm("silence", np.zeros(FRAME, dtype=np.int16))
+        self.ringback = Sound.from_pcm("ringback", ringback_tone())
         self.calls: dict[str, SipCall] = {}  # ACD call id -> call
         self.dialogs: dict[tuple[str, str, str], tuple[SipCall, CallLeg]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -649,9 +710,17 @@ class Switch:
     def on_batch(self, tenant: Tenant, events: list[Event], commands: list[Command]) -> None:
         # Transfers first: the new segment's offer in this batch must find the call.
         for e in events:
+            if type(e) is CallTransferredOut:  # an attended transfer to an outside number
+                call = self.calls.get(e.call)  # type: ignore[attr-defined]
+                if (call is not None and call.tenant_id == tenant.id and call.consult
+                        and call.consult.number is not None):
+                    self._consult_handed_over(call, None)
             if type(e) is CallTransferred:
                 call = self.calls.get(e.call)  # type: ignore[attr-defined]
-                if call is not None and call.tenant_id == tenant.id:
+                if (call is not None and call.tenant_id == tenant.id and call.consult
+                        and call.consult.agent == e.to_agent):  # type: ignore[attr-defined]
+                    self._consult_handed_over(call, e.to_call)  # type: ignore[attr-defined]
+                elif call is not None and call.tenant_id == tenant.id:
                     self._end_agent_leg(call)  # the old segment's agent and recording end
                     del self.calls[call.id]
                     call.id = e.to_call  # type: ignore[attr-defined]
@@ -665,29 +734,33 @@ class Switch:
                 self._offer(call, cmd.agent)  # type: ignore[attr-defined]
             elif type(cmd) is CancelOffer:
                 self._cancel_offer(call, cmd.agent)  # type: ignore[attr-defined]
-            elif type(cmd) is Reject:
-                self._release(call, "rejected")
+            elif type(cmd) is Reject:  # (an IVR transfer to a busy agent goes on in the flow)
+                if not self.ivr.transfer_refused(call, acd_call=True):
+                    self._release(call, "rejected")
             elif type(cmd) is ExitToCallback:  # the ACD keeps the caller's place; hang up
                 self.callbacks[call.id] = tenant.id
                 if not self.ivr.exit_to_callback(call):  # (the IVR confirms its own first)
                     self._release(call, "callback")
-            elif type(cmd) is DialCallback:  # callbacks to SIP callers come with outbound calls
-                self._submit(tenant.id, _callback_failed(cmd.call))
-        for cmd in commands:  # a callback whose caller has hung up: it cannot be dialled yet
+            elif type(cmd) is DialCallback:  # its turn came while the IVR still confirmed it
+                self._release(call, "callback")
+                self.callbacks.pop(cmd.call, None)
+                self._spawn(self._dial_callback(tenant.id, cmd))
+        for cmd in commands:  # a SIP caller's callback: call them back
             if (type(cmd) is DialCallback and cmd.call not in self.calls
                     and self.callbacks.pop(cmd.call, None) == tenant.id):
-                self._submit(tenant.id, _callback_failed(cmd.call))
+                self._spawn(self._dial_callback(tenant.id, cmd))
         for e in events:
             if type(e) is CallHeld or type(e) is CallResumed:
                 call = self.calls.get(e.call)  # type: ignore[attr-defined]
                 if call is not None and call.tenant_id == tenant.id and not call.ended:
                     self._media_hold(call, type(e) is CallHeld)
                 continue
-            if type(e) in (CallEnded, CallAbandoned, CallClosed, CallRejected, CallbackFailed):
+            if type(e) in _CALL_OVER:
                 self.callbacks.pop(e.call, None)  # type: ignore[attr-defined]
                 call = self.calls.get(e.call)  # type: ignore[attr-defined]
                 if call is not None and not call.ended:
-                    if type(e) is CallEnded and call.taken_over:
+                    if ((type(e) is CallEnded or type(e) is OutboundEnded)
+                            and (call.taken_over or call.external)):
                         continue  # the agent's part ended; the supervisor talks on
                     self._release(call, "ended")
 
@@ -720,7 +793,8 @@ class Switch:
                                        leg)
 
     def _invite_phone(self, call: SipCall, media: Leg, username: str, binding: Binding,
-                      display: str) -> tuple[CallLeg, sdp.SessionDescription, Address]:
+                      display: str, extra: list[tuple[str, str]] | None = None
+                      ) -> tuple[CallLeg, sdp.SessionDescription, Address]:
         """INVITE a registered phone (an agent's, or a supervisor's) on behalf of the call."""
         session = secrets.randbits(31)
         offer = sdp.offer(self.config.advertised, media.port, session_id=session)
@@ -736,6 +810,8 @@ class Switch:
         h.add("Contact", f"<sip:hotline@{host}>")
         h.add("Allow", ALLOW)
         h.add("X-Hotline-Call", call.id)
+        for name, value in extra or ():
+            h.add(name, value)
         h.add("Content-Type", "application/sdp")
         invite = Request("INVITE", binding.contact, h, body)
         leg = CallLeg(media, sdp_session=session, local_sdp=body)
@@ -752,8 +828,10 @@ class Switch:
         call = self.calls.get(call_id)
         if call is None or call.tenant_id != tenant_id or call.ended:
             raise MonitorError(404, f"call {call_id!r} is not on a phone")
-        if call.taken_over:
-            raise MonitorError(409, "the call was taken over: it has no agent any more")
+        if call.taken_over or call.external:
+            raise MonitorError(409, "the call has no agent any more (taken over or transferred)")
+        if call.consult is not None:
+            raise MonitorError(409, "the agent is consulting someone: try again after")
         if call.agent is None or not call.agent.up:
             raise MonitorError(409, "the call is not connected to an agent's phone")
         if self._policy(call) == "never":
@@ -911,6 +989,608 @@ class Switch:
         event = CallMonitored(time.time(), call.id, user, mode, agent or call.agent_id)
         self._submit(call.tenant_id, lambda t, now: t.record(event, now))
 
+    # ------------------------------------------------------------------ calls out
+    async def dial(self, tenant_id: int, agent: str, number: str, queue: str | None = None,
+                   trunk: str | None = None) -> dict[str, Any]:
+        """Click-to-call: ring the agent's own phone, and once it answers call ``number``
+        through the tenant's trunk and bridge the two. The ACD holds the agent busy from the
+        start (``outbound_dialed``), so no inbound call is offered meanwhile."""
+        if _DIALLABLE.fullmatch(number) is None:
+            raise MonitorError(422, "number: digits, with an optional leading + (at most 32)")
+        route = self.directory.outbound_trunk(tenant_id, trunk)
+        if route is None:
+            raise MonitorError(409, f"trunk {trunk!r} does not take calls out" if trunk else
+                               "no trunk takes calls out (set a trunk's outbound address)")
+        username = self.directory.phones.get((tenant_id, agent))
+        if username is None:
+            raise MonitorError(409, f"agent {agent} has no phone")
+        bindings = self.registrar.lookup(username, self.stack.now())
+        if not bindings:
+            raise MonitorError(409, f"agent {agent}'s phone ({username}) is not registered")
+        address = await self._resolve(route)
+        legs = await self._open_legs(2)
+        call_id = self.center.new_call_id()
+        try:
+            await self.center.submit(
+                tenant_id, lambda t, now: t.acd.dial(now, call_id, agent, number, queue))
+        except (ACDError, KeyError) as err:
+            for leg in legs:
+                leg.close()
+            raise MonitorError(409, str(err).strip("'\"")) from None
+        except BaseException:
+            for leg in legs:
+                leg.close()
+            raise
+        info = self._place(tenant_id, call_id, Dialing("outbound", agent, number, route,
+                                                         address), legs, bindings[0], username)
+        self.stack.flush()
+        return {"call": call_id, "agent": agent, "number": number, "queue": info,
+                "trunk": route.code, "state": "dialing"}
+
+    async def _dial_callback(self, tenant_id: int, cmd: DialCallback) -> None:
+        """The ACD reserved an agent for a SIP caller's callback: ring the agent's phone,
+        then the caller's number. Anything missing (no number, trunk or phone) fails it."""
+        call_id, agent, number = cmd.call, cmd.agent, cmd.number  # type: ignore[attr-defined]
+        route = self.directory.outbound_trunk(tenant_id)
+        username = self.directory.phones.get((tenant_id, agent))
+        bindings = self.registrar.lookup(username, self.stack.now()) if username else []
+        why = ("no number to call" if not number or not _DIALLABLE.fullmatch(number) else
+               "no trunk takes calls out" if route is None else
+               "the agent's phone is not registered" if not bindings else None)
+        if why is not None or route is None or username is None or number is None:
+            log.info("callback %s not dialled: %s", call_id, why)
+            self._submit(tenant_id, _callback_failed(call_id))
+            return
+        try:
+            address = await self._resolve(route)
+            legs = await self._open_legs(2)
+        except TelephonyError as err:
+            log.warning("callback %s not dialled: %s", call_id, err)
+            self._submit(tenant_id, _callback_failed(call_id))
+            return
+        self._place(tenant_id, call_id, Dialing("callback", agent, number, route, address),
+                    legs, bindings[0], username)
+        self.stack.flush()
+
+    async def _resolve(self, trunk: OutboundTrunk) -> Address:
+        loop = asyncio.get_running_loop()
+        try:
+            infos = await loop.getaddrinfo(trunk.host, trunk.port, type=socket.SOCK_DGRAM)
+        except OSError as err:
+            raise MonitorError(503, f"trunk {trunk.code}: cannot resolve {trunk.host}: {err}"
+                               ) from None
+        host, port = infos[0][4][:2]
+        return (str(host), int(port))
+
+    async def _open_legs(self, n: int) -> list[Leg]:
+        legs: list[Leg] = []
+        try:
+            for _ in range(n):
+                legs.append(await self.media.open_leg())
+        except RuntimeError as err:
+            for leg in legs:
+                leg.close()
+            raise MonitorError(503, str(err)) from None
+        return legs
+
+    def _place(self, tenant_id: int, call_id: str, dialing: Dialing, legs: list[Leg],
+               binding: Binding, username: str) -> str | None:
+        """Set up the SIP side of a call out the ACD has taken: the agent's phone rings
+        first (told to answer at once, as the agent asked for the call)."""
+        agent_media, customer_media = legs
+        call = SipCall(call_id, tenant_id, CallLeg(customer_media), None, agent_id=dialing.agent,
+                       number=dialing.number, dialing=dialing)
+        info = self.center.tenants[tenant_id].acd.call_info(call_id)
+        call.queue = None if info is None else str(info["queue"])
+        self.calls[call_id] = call
+        if info is None:  # ended before we got here (the agent hung up from the desktop)
+            self._release(call, "ended")
+            agent_media.close()
+            return None
+        leg, offer, target = self._invite_phone(
+            call, agent_media, username, binding, dialing.number,
+            [("Call-Info", f"<sip:{self.config.advertised}>;answer-after=0")])
+        assert leg.invite is not None
+        leg.invite.user = DialInvite(call, leg, offer, target, binding.conn, customer=False)
+        call.ringing[dialing.agent] = leg
+        if self.stack.loop is not None:
+            self.stack.loop.call_later(self.config.max_ring, self._dial_expired, call, leg,
+                                       "agent_unreachable")
+        return call.queue
+
+    def _invite_customer(self, call: SipCall, leg: CallLeg) -> None:
+        dialing = call.dialing
+        assert dialing is not None
+        offer = self._invite_number(leg, dialing.number, dialing.trunk, dialing.address)
+        assert leg.invite is not None
+        leg.invite.user = DialInvite(call, leg, offer, dialing.address, None, customer=True)
+        dialing.customer_ringing = True
+        if self.stack.loop is not None:
+            self.stack.loop.call_later(self.config.customer_ring, self._dial_expired, call, leg,
+                                       "no_answer")
+
+    def _invite_number(self, leg: CallLeg, number: str, trunk: OutboundTrunk,
+                       address: Address) -> sdp.SessionDescription:
+        """INVITE ``number`` through the trunk on ``leg`` (``leg.invite``); the SDP offer."""
+        session = secrets.randbits(31)
+        offer = sdp.offer(self.config.advertised, leg.media.port, session_id=session)
+        body = sdp.serialise(offer)
+        host = f"{self.config.advertised}:{self.stack.port}"
+        where = f"[{trunk.host}]" if ":" in trunk.host else trunk.host
+        uri = f"sip:{escape_user(number)}@{where}:{trunk.port}"
+        h = Headers()
+        h.add("From", f"<sip:{escape_user(trunk.caller_id or 'anonymous')}@{host}>"
+                      f";tag={self.stack.layer.new_tag()}")
+        h.add("To", f"<{uri}>")
+        h.add("Call-ID", f"{secrets.token_hex(12)}@{self.config.advertised}")
+        h.add("CSeq", "1 INVITE")
+        h.add("Contact", f"<sip:hotline@{host}>")
+        h.add("Allow", ALLOW)
+        h.add("Content-Type", "application/sdp")
+        leg.sdp_session, leg.local_sdp = session, body
+        leg.invite = self.stack.request(Request("INVITE", uri, h, body), address)
+        return offer
+
+    def _dial_response(self, resp: Response, tx: ClientTransaction, d: DialInvite) -> None:
+        call, leg = d.call, d.leg
+        status = resp.status
+        if status < 200:
+            return
+        if status >= 300:
+            if leg.invite is not tx:
+                return  # a retransmitted final
+            leg.invite = None
+            if d.customer:
+                self._dial_failed(call, _not_reached(status))
+            else:
+                call.ringing.pop(call.dialing.agent if call.dialing else "", None)
+                leg.media.close()
+                self._dial_failed(call, "agent_unreachable")
+            return
+        if leg.dialog is not None:
+            return  # a retransmitted 2xx
+        dialog = Dialog.as_uac(tx.request, resp, d.target, d.conn)
+        self.stack.ack(tx, dialog.ack(tx.request.cseq[0]))
+        leg.invite, leg.dialog, leg.up = None, dialog, True
+        dialing = call.dialing
+        if call.ended or dialing is None or leg.cancelled:
+            leg.up = False
+            self._send_bye(dialog)
+            leg.media.close()
+            return
+        self.dialogs[_dialog_key(dialog)] = (call, leg)
+        try:
+            neg = sdp.negotiated_from_answer(d.offer, sdp.parse(resp.body))
+        except sdp.SdpError as err:
+            log.warning("call out %s: unusable SDP in the answer: %s", call.id, err)
+            self._dial_failed(call, "unreachable" if d.customer else "agent_unreachable")
+            return
+        leg.media.configure((neg.remote_address, neg.remote_port), neg.codec, neg.payload_type,
+                            neg.dtmf_payload_type, neg.sends)
+        if not d.customer:  # the agent is on: now call the customer; ringback meanwhile
+            call.ringing.pop(dialing.agent, None)
+            call.agent = leg
+            leg.media.play(self.ringback)
+            self._invite_customer(call, call.caller)
+            return
+        call.dialing = None
+        call_id, kind = call.id, dialing.kind
+        if kind == "transfer":  # the caller and the outside party talk; the ACD is done
+            self.ivr.answered(call)
+            call.caller.media.play(None)
+            self.media.bridge(call.caller.media, leg.media, None)
+            return
+
+        def answered(t: Tenant, now: float) -> None:
+            if kind == "callback":
+                t.acd.callback_answered(now, call_id)
+            else:
+                t.acd.outbound_answered(now, call_id)
+
+        def connected(_: Any) -> None:
+            if not call.ended and call.agent is not None:
+                call.agent.media.play(None)
+                self._connect(call)
+
+        self._submit(call.tenant_id, answered, connected,
+                     lambda err: self._release(call, "ended"))
+
+    def _dial_expired(self, call: SipCall, leg: CallLeg, reason: str) -> None:
+        """Nobody answered in time: the agent's phone (max_ring) or the customer's."""
+        if leg.invite is None or leg.cancelled or call.ended:
+            return
+        leg.cancelled = True
+        self.stack.cancel(leg.invite)
+        self._dial_failed(call, reason)
+        self.stack.flush()
+
+    def _dial_failed(self, call: SipCall, reason: str) -> None:
+        """The call out did not connect: the ACD is told why, and every leg is ended."""
+        dialing = call.dialing
+        if call.ended or dialing is None:
+            return
+        call_id, kind = call.id, dialing.kind
+        log.info("call out %s to %s not connected (%s)", call_id, dialing.number, reason)
+        if kind == "transfer" and dialing.back is not None:
+            self._transfer_failed(call, dialing.back)
+            return
+        if kind == "transfer":  # from an IVR transfer node: the flow goes on
+            leg, call.agent = call.agent, None
+            if leg is not None:
+                self._hang_up_leg(leg)
+            call.dialing, call.external = None, False
+            if not self.ivr.transfer_refused(call, acd_call=False):
+                self._release(call, reason)
+            return
+
+        def op(t: Tenant, now: float) -> None:
+            info = t.acd.call_info(call_id)
+            if info is None or info["state"] != "dialing":
+                return
+            if kind == "callback":
+                t.acd.callback_failed(now, call_id)
+            else:
+                t.acd.outbound_failed(now, call_id, reason)
+
+        self._submit(call.tenant_id, op)
+        self._release(call, reason)
+
+    # ------------------------------------------------------------------ transfer out
+    async def transfer_out(self, tenant_id: int, call_id: str, number: str,
+                           trunk: str | None = None,
+                           accepted: Callable[[], None] | None = None) -> dict[str, Any]:
+        """Blind transfer to an outside number: the agent's segment ends (wrap-up follows),
+        the caller hears ringback while the number is called through the trunk, then talks
+        to whoever answers. If nobody does, the caller queues again where they were."""
+        if _DIALLABLE.fullmatch(number) is None:
+            raise MonitorError(422, "number: digits, with an optional leading + (at most 32)")
+        call = self.calls.get(call_id)
+        if (call is None or call.tenant_id != tenant_id or call.ended or call.agent is None
+                or call.agent_id is None or call.external or call.dialing is not None):
+            raise MonitorError(409, f"call {call_id!r} is not connected to an agent's phone")
+        route = self.directory.outbound_trunk(tenant_id, trunk)
+        if route is None:
+            raise MonitorError(409, f"trunk {trunk!r} does not take calls out" if trunk else
+                               "no trunk takes calls out (set a trunk's outbound address)")
+        address = await self._resolve(route)
+        (media,) = await self._open_legs(1)
+        info = self.center.tenants[tenant_id].acd.call_info(call_id)
+        if call.ended or call.agent_id is None or call.external or info is None:
+            media.close()
+            raise MonitorError(409, "the call changed meanwhile; try again")
+        agent = call.agent_id
+        call.external = True  # (before the ACD's call_ended reaches on_batch)
+        try:
+            await self.center.submit(tenant_id,
+                                     lambda t, now: t.transfer_out(now, call_id, number))
+        except (ACDError, KeyError) as err:
+            call.external = False
+            media.close()
+            raise MonitorError(409, str(err).strip("'\"")) from None
+        except BaseException:
+            media.close()
+            raise
+        if call.ended:
+            media.close()
+            raise MonitorError(409, "the caller hung up meanwhile")
+        if accepted is not None:  # (a REFER's NOTIFY, before the agent's leg is hung up)
+            accepted()
+        self._end_agent_leg(call)
+        call.held = False
+        call.caller.media.play(self.ringback)
+        leg = CallLeg(media)
+        call.agent = leg
+        call.dialing = Dialing("transfer", agent, number, route, address,
+                               back=(str(info["queue"]), info["data"]))
+        self._invite_customer(call, leg)
+        self.stack.flush()
+        return {"call": call_id, "number": number, "trunk": route.code, "state": "dialing"}
+
+    async def ivr_transfer_out(self, call: SipCall, number: str) -> None:
+        """An IVR transfer node's outside number: called through the tenant's trunk while the
+        caller hears ringback; the IVR is told if it cannot be."""
+        route = self.directory.outbound_trunk(call.tenant_id)
+        try:
+            if route is None:
+                raise MonitorError(409, "no trunk takes calls out")
+            address = await self._resolve(route)
+            (media,) = await self._open_legs(1)
+        except TelephonyError as err:
+            log.info("call %s: IVR transfer to %s impossible: %s", call.id, number, err)
+            if not self.ivr.transfer_refused(call, acd_call=False):
+                self._release(call, "transfer_failed")
+            return
+        if call.ended:
+            media.close()
+            return
+        leg = CallLeg(media)
+        call.agent, call.external = leg, True
+        call.dialing = Dialing("transfer", "", number, route, address)
+        call.caller.media.play(self.ringback)
+        self._invite_customer(call, leg)
+        self.stack.flush()
+
+    def _transfer_failed(self, call: SipCall, back: tuple[str, dict[str, Any] | None]) -> None:
+        """The outside number did not answer: the caller is not dropped but queues again (a
+        new segment) in the queue the call was transferred from, hearing music."""
+        queue, data = back
+        leg, call.agent = call.agent, None
+        if leg is not None:
+            self._hang_up_leg(leg)
+        call.dialing, call.external = None, False
+        self.calls.pop(call.id, None)
+        call.id = new_id = self.center.new_call_id()
+        self.calls[new_id] = call
+        call.caller.media.play(self.music)
+        number = None if call.number == "anonymous" else call.number
+        log.info("call %s: back to queue %s after a failed transfer out", new_id, queue)
+        self._submit(call.tenant_id,
+                     lambda t, now: t.acd.call_arrived(now, new_id, queue, data=data,
+                                                       number=number),
+                     failed=lambda err: self._release(call, "transfer_failed"))
+
+    # ------------------------------------------------------------------ consultation
+    async def consult(self, tenant_id: int, call_id: str, agent: str | None = None,
+                      number: str | None = None, trunk: str | None = None) -> dict[str, Any]:
+        """Attended transfer, first step: the caller holds (music) while the agent's phone is
+        connected to a ready colleague's phone (or an outside number, through a trunk). Then
+        ``consult_transfer`` hands the caller over, ``conference`` joins all three, and
+        ``consult_cancel`` takes the caller back."""
+        call = self._agent_call(tenant_id, call_id)
+        if call.consult is not None:
+            raise MonitorError(409, "the call is already in a consultation")
+        if call.monitor is not None:
+            raise MonitorError(409, f"{call.monitor.user} is monitoring the call")
+        if (agent is None) == (number is None):
+            raise MonitorError(422, "consult an agent or a number")
+        binding = route = address = None
+        username = ""
+        if agent is not None:
+            username = self.directory.phones.get((tenant_id, agent)) or ""
+            bindings = self.registrar.lookup(username, self.stack.now()) if username else []
+            if not bindings:
+                raise MonitorError(409, f"agent {agent}'s phone is not registered")
+            binding = bindings[0]
+        else:
+            assert number is not None
+            if _DIALLABLE.fullmatch(number) is None:
+                raise MonitorError(422, "number: digits, with an optional leading + (at most "
+                                   "32)")
+            route = self.directory.outbound_trunk(tenant_id, trunk)
+            if route is None:
+                raise MonitorError(409, "no trunk takes calls out")
+            address = await self._resolve(route)
+        (media,) = await self._open_legs(1)
+        if call.ended or call.consult is not None or call.agent is None:
+            media.close()
+            raise MonitorError(409, "the call changed meanwhile; try again")
+        cons = Consult(agent, number, CallLeg(media))
+        call.consult = cons  # (before the ACD's call_held reaches on_batch: no music there)
+        try:
+            await self.center.submit(
+                tenant_id, lambda t, now: t.acd.consult(now, call_id, agent, number))
+        except (ACDError, KeyError) as err:
+            call.consult = None
+            media.close()
+            raise MonitorError(409, str(err).strip("'\"")) from None
+        except BaseException:
+            call.consult = None
+            media.close()
+            raise
+        if call.ended or call.consult is not cons or call.agent is None:
+            media.close()
+            raise MonitorError(409, "the call ended meanwhile")
+        self.media.unbridge(call.caller.media)
+        call.caller.media.play(self.music)
+        call.agent.media.play(self.ringback)
+        if binding is not None:
+            leg, offer, target = self._invite_phone(call, media, username, binding,
+                                                    f"Consult {call.agent_id}")
+            cons.leg = leg
+            conn = binding.conn
+            limit = self.config.max_ring
+        else:
+            assert route is not None and address is not None and number is not None
+            offer = self._invite_number(cons.leg, number, route, address)
+            target, conn, limit = address, None, self.config.customer_ring
+        assert cons.leg.invite is not None
+        cons.leg.invite.user = ConsultInvite(call, cons.leg, offer, target, conn)
+        if self.stack.loop is not None:
+            self.stack.loop.call_later(limit, self._consult_expired, call, cons)
+        self.stack.flush()
+        return self._consult_state(call)
+
+    def _agent_call(self, tenant_id: int, call_id: str) -> SipCall:
+        call = self.calls.get(call_id)
+        if (call is None or call.tenant_id != tenant_id or call.ended or call.agent is None
+                or not call.agent.up or call.agent_id is None or call.external
+                or call.taken_over or call.dialing is not None):
+            raise MonitorError(409, f"call {call_id!r} is not connected to an agent's phone")
+        return call
+
+    def _consult_state(self, call: SipCall) -> dict[str, Any]:
+        cons = call.consult
+        return {"call": call.id, "agent": call.agent_id,
+                "consult": None if cons is None else {
+                    "agent": cons.agent, "number": cons.number, "state": cons.state}}
+
+    def _consult_response(self, resp: Response, tx: ClientTransaction,
+                          ci: ConsultInvite) -> None:
+        call, leg = ci.call, ci.leg
+        if resp.status < 200:
+            return
+        cons = call.consult
+        current = cons is not None and cons.leg is leg and not call.ended
+        if resp.status >= 300:
+            if leg.invite is tx:
+                leg.invite = None
+                if current:
+                    self._consult_over(call, "failed")
+                else:
+                    leg.media.close()
+            return
+        if leg.dialog is not None:
+            return  # a retransmitted 2xx
+        dialog = Dialog.as_uac(tx.request, resp, ci.target, ci.conn)
+        self.stack.ack(tx, dialog.ack(tx.request.cseq[0]))
+        leg.invite, leg.dialog, leg.up = None, dialog, True
+        if not current or cons is None or call.agent is None or leg.cancelled:
+            leg.up = False
+            self._send_bye(dialog)
+            leg.media.close()
+            return
+        self.dialogs[_dialog_key(dialog)] = (call, leg)
+        try:
+            neg = sdp.negotiated_from_answer(ci.offer, sdp.parse(resp.body))
+        except sdp.SdpError as err:
+            log.warning("call %s: the one consulted answered with unusable SDP: %s", call.id,
+                        err)
+            self._consult_over(call, "failed")
+            return
+        leg.media.configure((neg.remote_address, neg.remote_port), neg.codec, neg.payload_type,
+                            neg.dtmf_payload_type, neg.sends)
+        cons.state = "talking"
+        self.media.bridge(call.agent.media, leg.media, None)
+
+    def _consult_expired(self, call: SipCall, cons: Consult) -> None:
+        if call.consult is cons and cons.state == "ringing" and not call.ended:
+            self._consult_over(call, "failed")
+            self.stack.flush()
+
+    async def consult_cancel(self, tenant_id: int, call_id: str) -> dict[str, Any]:
+        call = self._agent_call(tenant_id, call_id)
+        if call.consult is None:
+            raise MonitorError(409, "the call is not in a consultation")
+        self._consult_over(call, "cancelled")
+        self.stack.flush()
+        return self._consult_state(call)
+
+    def _consult_over(self, call: SipCall, how: str) -> None:
+        """The consultation ends without a transfer: the one consulted is hung up (or no
+        longer rung) and the agent has the caller back; the ACD frees the colleague."""
+        cons = call.consult
+        if cons is None:
+            return
+        call.consult = None
+        if cons.mix is not None:
+            self.media.unmix(cons.mix)
+        self._hang_up_leg(cons.leg)
+        if call.ended:
+            return
+        if call.agent is not None:
+            self.media.bridge(call.caller.media, call.agent.media, None,
+                              call.agent.media.record_start)
+            self._feed_recorder(call)
+        call_id = call.id
+
+        def op(t: Tenant, now: float) -> None:
+            info = t.acd.call_info(call_id)
+            if info is not None and info["consult"] is not None:
+                t.acd.consult_end(now, call_id, how)
+
+        self._submit(call.tenant_id, op)
+
+    async def conference(self, tenant_id: int, call_id: str) -> dict[str, Any]:
+        """The caller, the agent and the one consulted all hear each other (recorded on)."""
+        call = self._agent_call(tenant_id, call_id)
+        cons = call.consult
+        if cons is None or cons.state != "talking":
+            raise MonitorError(409, "consult someone first, and wait until they answer")
+        agent = call.agent_id or ""
+        event = CallConferenced(time.time(), call_id, agent, cons.agent, cons.number)
+
+        def op(t: Tenant, now: float) -> None:
+            t.acd.unhold(now, call_id)
+            t.record(event, now)
+
+        try:
+            await self.center.submit(tenant_id, op)
+        except (ACDError, KeyError) as err:
+            raise MonitorError(409, str(err).strip("'\"")) from None
+        if call.ended or call.consult is not cons or call.agent is None:
+            raise MonitorError(409, "the call changed meanwhile")
+        c, a, b = call.caller.media, call.agent.media, cons.leg.media
+        recorder = None if call.recording_paused else call.recorder
+        cons.mix = self.media.mix({c: (a, b), a: (c, b), b: (c, a)}, recorder,
+                                  {c: 0, a: 1, b: 1}, a.record_start)
+        cons.state = "conference"
+        return self._consult_state(call)
+
+    async def consult_transfer(self, tenant_id: int, call_id: str) -> dict[str, Any]:
+        """Attended transfer, last step: the caller now talks to the one consulted; the
+        agent's phone is hung up and the agent goes to wrap-up."""
+        call = self._agent_call(tenant_id, call_id)
+        cons = call.consult
+        if cons is None or cons.state == "ringing":
+            raise MonitorError(409, "consult someone first, and wait until they answer")
+        try:
+            new_id = await self._complete_consult(call)
+        except (ACDError, KeyError) as err:
+            raise MonitorError(409, str(err).strip("'\"")) from None
+        return {"call": call_id, "to_call": new_id if cons.agent else None,
+                "agent": cons.agent, "number": cons.number}
+
+    def _complete_consult(self, call: SipCall) -> asyncio.Future[str]:
+        """Have the ACD record the attended transfer; on_batch then hands the caller over
+        (``_consult_handed_over``). An outside number takes the caller out of the ACD, so its
+        call_ended must not release the call."""
+        cons = call.consult
+        assert cons is not None
+        if cons.number is not None:
+            call.external = True
+        call_id, new_id = call.id, self.center.new_call_id()
+        fut: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+
+        def done(_: Any) -> None:
+            if not fut.done():
+                fut.set_result(new_id)
+
+        def failed(err: BaseException) -> None:
+            call.external = False
+            if not fut.done():
+                fut.set_exception(err)
+
+        self._submit(call.tenant_id,
+                     lambda t, now: t.acd.consult_transfer(now, call_id, new_id), done, failed)
+        return fut
+
+    def _agent_left_consult(self, call: SipCall) -> None:
+        """The agent hung up while consulting: with the one consulted on the line that
+        completes the transfer (as on a PBX); while they are still rung, the consultation is
+        cancelled and the call ends."""
+        cons = call.consult
+        assert cons is not None
+        if cons.state == "ringing":
+            self._consult_over(call, "cancelled")
+            self._agent_gone(call)
+            return
+
+        def done(f: asyncio.Future[str]) -> None:
+            if f.cancelled() or f.exception() is not None:
+                self._agent_gone(call)
+
+        self._complete_consult(call).add_done_callback(done)
+
+    def _consult_handed_over(self, call: SipCall, to_call: str | None) -> None:
+        """The ACD recorded the attended transfer: the agent's leg goes, the caller and the
+        one consulted are bridged (a colleague's segment is recorded anew)."""
+        cons = call.consult
+        assert cons is not None
+        call.consult = None
+        if cons.mix is not None:
+            self.media.unmix(cons.mix)
+        self._end_agent_leg(call)
+        call.held = False
+        if to_call is None:  # an outside number: the ACD's part is over
+            call.agent = cons.leg
+            self.media.bridge(call.caller.media, cons.leg.media, None)
+            return
+        self.calls.pop(call.id, None)
+        call.id = to_call
+        self.calls[to_call] = call
+        call.agent, call.agent_id = cons.leg, cons.agent
+        self._connect(call)
+
     def _ring_expired(self, call: SipCall, agent: str, leg: CallLeg) -> None:
         if call.ringing.get(agent) is leg and leg.invite is not None and not leg.cancelled:
             leg.cancelled = True
@@ -952,6 +1632,12 @@ class Switch:
             return
         if isinstance(tx.user, Reoffer):
             self._reoffer_response(resp, tx, tx.user)
+            return
+        if isinstance(tx.user, DialInvite):
+            self._dial_response(resp, tx, tx.user)
+            return
+        if isinstance(tx.user, ConsultInvite):
+            self._consult_response(resp, tx, tx.user)
             return
         call, agent, leg, offer, target, conn = tx.user
         status = resp.status
@@ -1060,10 +1746,11 @@ class Switch:
         """Connect the call's recorder (or, paused, nothing) to where its audio flows: the two
         legs of a plain bridge, or the mix of a call with a supervisor in it."""
         recorder = None if call.recording_paused else call.recorder
-        mon = call.monitor
-        if mon is not None and mon.mix is not None:
-            mon.mix.recorder = recorder
-            return
+        for mix in (call.monitor.mix if call.monitor else None,
+                    call.consult.mix if call.consult else None):
+            if mix is not None:
+                mix.recorder = recorder
+                return
         for leg, channel in ((call.caller, 0), (call.agent, 1)):
             if leg is not None:
                 leg.media.recorder = recorder
@@ -1113,6 +1800,22 @@ class Switch:
             return
         if isinstance(tx.user, Reoffer):
             return  # the phone did not answer our re-offer: the media stays as it is
+        if isinstance(tx.user, ConsultInvite):
+            ci = tx.user
+            if ci.leg.invite is tx:
+                ci.leg.invite = None
+                if ci.call.consult is not None and ci.call.consult.leg is ci.leg:
+                    self._consult_over(ci.call, "failed")
+                else:
+                    ci.leg.media.close()
+            return
+        if isinstance(tx.user, DialInvite):
+            d = tx.user
+            if d.leg.invite is tx:
+                d.leg.invite = None
+                d.call.ringing.pop(d.call.dialing.agent if d.call.dialing else "", None)
+                self._dial_failed(d.call, "unreachable" if d.customer else "agent_unreachable")
+            return
         call, agent, leg = tx.user[:3]
         if leg.invite is not tx:
             return
@@ -1161,7 +1864,7 @@ class Switch:
             body = leg.local_sdp = sdp.serialise(answer)
             leg.media.configure((neg.remote_address, neg.remote_port), neg.codec,
                                 neg.payload_type, neg.dtmf_payload_type, neg.sends)
-            if leg is call.agent and not call.taken_over:
+            if leg is call.agent and not call.taken_over and not call.external:
                 self._phone_hold(call, held=not neg.sends)
         self.stack.reply(ev.tx, 200, body=body, content_type="application/sdp",
                          headers=[("Contact", leg.dialog.local_contact)])
@@ -1171,7 +1874,8 @@ class Switch:
         """The agent's phone transfers the caller (blind, RFC 3515): to a number routed to a
         queue, a queue's code, or another agent's extension, all of the same tenant. The
         ACD records it like a transfer from the desktop: the agent goes to wrap-up, the caller
-        queues again as a new segment and hears music."""
+        queues again as a new segment and hears music. Any other number is dialled through
+        the tenant's trunk (``transfer_out``)."""
         found = self._in_dialog(ev)
         if found is None:
             return
@@ -1186,10 +1890,11 @@ class Switch:
             self.stack.reply(ev.tx, 400, "Bad Refer-To")
             return
         where = self._transfer_target(call.tenant_id, target.user or "")
-        if where is None:
+        outside = (where is None and _DIALLABLE.fullmatch(target.user or "") is not None
+                   and self.directory.outbound_trunk(call.tenant_id) is not None)
+        if where is None and not outside:
             self.stack.reply(ev.tx, 404, "No Such Queue Or Agent")
             return
-        queue, agent = where
         self.stack.reply(ev.tx, 202)
         dialog = leg.dialog
         call_id, new_id = call.id, self.center.new_call_id()
@@ -1201,13 +1906,27 @@ class Switch:
                 request.headers.add("Event", "refer")
                 request.headers.add("Subscription-State", "terminated;reason=noresource")
                 self.stack.request(request, dialog.peer, dialog.conn)
+                self.stack.flush()
+
+        notify("100 Trying")
+        if where is None:  # an outside number, through the tenant's trunk
+            async def out() -> None:
+                try:
+                    await self.transfer_out(call.tenant_id, call_id, target.user or "",
+                                            accepted=lambda: notify("200 OK"))
+                except TelephonyError as err:
+                    log.info("call %s: transfer out refused: %s", call_id, err)
+                    notify("503 Service Unavailable")
+
+            self._spawn(out())
+            return
+        queue, agent = where
 
         def op(t: Tenant, now: float) -> None:
             current = t.acd.call_info(call_id)
             # to an agent: through the queue the call is in, unless the agent's own
             t.transfer(now, call_id, new_id, queue or (current or {}).get("queue", ""), agent)
 
-        notify("100 Trying")
         self._submit(call.tenant_id, op, lambda _: notify("200 OK"),
                      lambda err: notify("503 Service Unavailable"))
 
@@ -1242,8 +1961,8 @@ class Switch:
     def _media_hold(self, call: SipCall, held: bool, tell_phone: bool = True) -> None:
         """On hold the caller hears music and the agent silence; neither hears the other.
         Held or resumed from a desktop, the phone is told too (it shows the call held)."""
-        if call.agent is None or held == call.held:
-            return
+        if call.agent is None or held == call.held or call.consult is not None:
+            return  # (a consultation arranges the media itself)
         call.held = held
         mon = call.monitor
         if mon is not None and mon.mix is not None:
@@ -1299,6 +2018,10 @@ class Switch:
         leg.up = False
         if leg is call.caller:
             self._caller_gone(call)
+        elif call.consult is not None and leg is call.agent:
+            self._agent_left_consult(call)
+        elif call.consult is not None and leg is call.consult.leg:
+            self._consult_over(call, "left")
         elif leg is call.agent:
             self._agent_gone(call)
         elif call.monitor is not None and leg is call.monitor.leg:
@@ -1327,8 +2050,8 @@ class Switch:
         call_id = call.id
 
         def op(t: Tenant, now: float) -> None:
-            info = t.acd.call_info(call_id)
-            if info is not None and info["state"] == "connected":
+            info = t.acd.call_info(call_id)  # (dialing: the agent gave up on a call out)
+            if info is not None and info["state"] in ("connected", "dialing"):
                 t.acd.hangup(now, call_id)
 
         self._submit(call.tenant_id, op)
@@ -1348,7 +2071,11 @@ class Switch:
         self._hang_up_leg(leg)
 
     def _hang_up_leg(self, leg: CallLeg) -> None:
-        """BYE the leg if its dialog is up, forget the dialog and free the media port."""
+        """BYE the leg if its dialog is up (CANCEL it if it still rings), forget the dialog
+        and free the media port."""
+        if leg.invite is not None and not leg.cancelled:
+            leg.cancelled = True
+            self.stack.cancel(leg.invite)
         if leg.dialog is not None:
             self.dialogs.pop(_dialog_key(leg.dialog), None)
             if leg.up:
@@ -1376,6 +2103,11 @@ class Switch:
         self._stop_ringing(call)
         if call.monitor is not None:
             self._monitor_gone(call, call.monitor.leg, cause)
+        cons, call.consult = call.consult, None
+        if cons is not None:
+            if cons.mix is not None:
+                self.media.unmix(cons.mix)
+            self._hang_up_leg(cons.leg)
         self._end_agent_leg(call)
         self._hang_up_leg(call.caller)
         if call.digits:
@@ -1402,6 +2134,28 @@ class Switch:
 
 
 _USER_UNSAFE = re.compile(r"[^0-9A-Za-z+*#._-]")
+_DIALLABLE = re.compile(r"\+?[0-9]{1,32}")
+_CALL_OVER = (CallEnded, CallAbandoned, CallClosed, CallRejected, CallbackFailed, OutboundEnded,
+              OutboundFailed)
+
+
+def _not_reached(status: int) -> str:
+    """Why a customer's number did not answer, from the trunk's final response."""
+    if status in (486, 600):
+        return "busy"
+    if status in (408, 480, 487):
+        return "no_answer"
+    if status in (403, 603, 404, 484, 604, 410):
+        return "rejected"
+    return "unreachable"
+
+
+def ringback_tone() -> np.ndarray:
+    """The ringing tone a caller out hears while the customer's phone rings: 450 Hz, one
+    second on, four off (China's; Europe's 425 Hz cadence differs little)."""
+    t = np.arange(8000) / 8000.0
+    on = (np.sin(2 * np.pi * 450.0 * t) * 0.25 * 32767).astype(np.int16)
+    return np.concatenate([on, np.zeros(32000, dtype=np.int16)])
 
 
 def safe_number(user: str | None) -> str | None:

@@ -22,12 +22,18 @@ from hotline.events.types import (
     CallRecorded,
     CallRejected,
     CallTransferred,
+    CallTransferredOut,
     Event,
+    OutboundAnswered,
+    OutboundDialed,
+    OutboundEnded,
+    OutboundFailed,
     WrapUpEnded,
 )
 
 # Outcomes a CDR can end with.
-OUTCOMES = ("answered", "abandoned", "rejected", "callback_failed", "closed", "transferred")
+OUTCOMES = ("answered", "abandoned", "rejected", "callback_failed", "closed", "transferred",
+            "not_reached")
 
 CdrChange = tuple[str, dict[str, Any]]  # (call id, changed fields)
 
@@ -68,6 +74,10 @@ class CdrFold:
             self._transfers[tr.to_call] = tr.call
             self._outcome[tr.call] = "transferred"
             return None
+        if cls is CallTransferredOut:
+            to: CallTransferredOut = e  # type: ignore[assignment]
+            self._outcome[to.call] = "transferred"
+            return to.call, {"cause": "external"}
         if cls is WrapUpEnded:
             w: WrapUpEnded = e  # type: ignore[assignment]
             outcome = self._outcome.pop(w.call, "answered")
@@ -85,6 +95,26 @@ class CdrFold:
             c: CallClosed = e  # type: ignore[assignment]
             self._outcome.pop(c.call, None)
             return c.call, {"ended_at": c.t, "outcome": "closed", "cause": c.cause}
+        if cls is OutboundDialed:  # an agent's call out: ``arrived_at`` is when it was dialled
+            od: OutboundDialed = e  # type: ignore[assignment]
+            return od.call, {
+                "direction": "outbound",
+                "queue": od.queue,
+                "final_queue": od.queue,
+                "number": od.number,
+                "agent": od.agent,
+                "arrived_at": od.t,
+            }
+        if cls is OutboundAnswered:  # ``wait`` is how long the customer's phone rang
+            oa: OutboundAnswered = e  # type: ignore[assignment]
+            return oa.call, {"answered_at": oa.t, "wait": oa.ring}
+        if cls is OutboundEnded:
+            oe: OutboundEnded = e  # type: ignore[assignment]
+            return oe.call, {"ended_at": oe.t, "talk": oe.talk, "hold": oe.hold}
+        if cls is OutboundFailed:
+            of: OutboundFailed = e  # type: ignore[assignment]
+            return of.call, {"ended_at": of.t, "wait": of.ring, "outcome": "not_reached",
+                             "cause": of.reason}
         if cls is CallRecorded:
             rec: CallRecorded = e  # type: ignore[assignment]
             return rec.call, {"recording": rec.recording}

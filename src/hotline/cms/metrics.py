@@ -26,6 +26,9 @@ from hotline.events.types import (
     CallRejected,
     Event,
     OfferCancelled,
+    OutboundAnswered,
+    OutboundDialed,
+    OutboundEnded,
     WrapUpEnded,
 )
 
@@ -190,7 +193,18 @@ class _CallRecord:
 
 
 class _AgentRecord:
-    __slots__ = ("answered", "phone_failures", "rona", "since", "state", "talk_time", "times")
+    __slots__ = (
+        "answered",
+        "outbound",
+        "outbound_reached",
+        "outbound_talk_time",
+        "phone_failures",
+        "rona",
+        "since",
+        "state",
+        "talk_time",
+        "times",
+    )
 
     def __init__(self, t: float) -> None:
         self.state = "logged_out"
@@ -200,6 +214,9 @@ class _AgentRecord:
         self.talk_time = 0.0
         self.rona = 0
         self.phone_failures = 0
+        self.outbound = 0
+        self.outbound_reached = 0
+        self.outbound_talk_time = 0.0
 
     def time_in(self, states: Iterable[str], now: float | None) -> float:
         total = sum(self.times.get(s, 0.0) for s in states)
@@ -270,6 +287,8 @@ class Metrics:
             self._offer_cancelled(event)  # type: ignore[arg-type]
         elif cls is CallClosed:
             self._closed(event)  # type: ignore[arg-type]
+        elif cls is OutboundDialed or cls is OutboundAnswered or cls is OutboundEnded:
+            self._outbound(event)
 
     def feed_all(self, events: Iterable[Event]) -> None:
         for event in events:
@@ -392,6 +411,19 @@ class Metrics:
         agent.state = e.state
         agent.since = e.t
 
+    def _outbound(self, e: Event) -> None:
+        """Agents' calls out: counted per agent only, never in a queue's inbound figures."""
+        agent = self._agents.get(e.agent)  # type: ignore[attr-defined]
+        if agent is None:
+            return
+        cls = type(e)
+        if cls is OutboundDialed:
+            agent.outbound += 1
+        elif cls is OutboundAnswered:
+            agent.outbound_reached += 1
+        else:
+            agent.outbound_talk_time += e.talk  # type: ignore[attr-defined]
+
     def _offer_cancelled(self, e: OfferCancelled) -> None:
         if e.reason == "no_answer":
             agent = self._agents.get(e.agent)
@@ -442,6 +474,9 @@ class Metrics:
                 "occupied_time": occupied,
                 "rona": a.rona,
                 "phone_failures": a.phone_failures,
+                "outbound": a.outbound,
+                "outbound_reached": a.outbound_reached,
+                "outbound_talk_time": a.outbound_talk_time,
             }
         return out
 

@@ -211,6 +211,10 @@ class Trunk(Base):
     ha1_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[float] = mapped_column(Float)
+    # Calls out (click-to-call, callbacks, transfers to outside numbers) are sent to
+    # ``outbound`` (host[:port]) presenting ``caller_id``; a trunk without it only brings calls.
+    outbound: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    caller_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
 
 
 class InboundRoute(Base):
@@ -355,6 +359,7 @@ class CallRecord(Base):
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     tenant_id: Mapped[int] = mapped_column(Integer)
     call_id: Mapped[str] = mapped_column(String(64))
+    direction: Mapped[str] = mapped_column(String(8), default="inbound", server_default="inbound")
     queue: Mapped[str] = mapped_column(String(64))
     final_queue: Mapped[str | None] = mapped_column(String(64), nullable=True)
     number: Mapped[str | None] = mapped_column(String(64), nullable=True)

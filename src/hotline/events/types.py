@@ -507,6 +507,138 @@ class CallRecordingChanged(Event):
         self.state = state
 
 
+class OutboundDialed(Event):
+    """An agent calls a customer (click-to-call): the agent is busy while it rings. Outbound
+    calls have their own events, so a queue's inbound figures (service level, ASA, abandon
+    rate) never count them; ``queue`` is the one they are made for (wrap-up, reporting)."""
+
+    __slots__ = ("agent", "call", "number", "queue")
+    fields: ClassVar[tuple[str, ...]] = ("t", "call", "queue", "agent", "number")
+
+    def __init__(self, t: float, call: str, queue: str, agent: str, number: str) -> None:
+        self.t = t
+        self.call = call
+        self.queue = queue
+        self.agent = agent
+        self.number = number
+
+
+class OutboundAnswered(Event):
+    """The customer answered the agent's call after ringing for ``ring`` seconds."""
+
+    __slots__ = ("agent", "call", "queue", "ring")
+    fields: ClassVar[tuple[str, ...]] = ("t", "call", "queue", "agent", "ring")
+
+    def __init__(self, t: float, call: str, queue: str, agent: str, ring: float) -> None:
+        self.t = t
+        self.call = call
+        self.queue = queue
+        self.agent = agent
+        self.ring = ring
+
+
+class OutboundFailed(Event):
+    """The customer was not reached: ``reason`` is no_answer, busy, rejected, unreachable,
+    cancelled (the agent gave up) or agent_unreachable (the agent's own phone did not)."""
+
+    __slots__ = ("agent", "call", "queue", "reason", "ring")
+    fields: ClassVar[tuple[str, ...]] = ("t", "call", "queue", "agent", "reason", "ring")
+
+    def __init__(self, t: float, call: str, queue: str, agent: str, reason: str,
+                 ring: float) -> None:
+        self.t = t
+        self.call = call
+        self.queue = queue
+        self.agent = agent
+        self.reason = reason
+        self.ring = ring
+
+
+class OutboundEnded(Event):
+    """An answered outbound call's conversation ended; ``talk`` excludes ``hold``. Wrap-up
+    follows (``wrap_up_ended``), as after an inbound call."""
+
+    __slots__ = ("agent", "call", "hold", "queue", "talk")
+    fields: ClassVar[tuple[str, ...]] = ("t", "call", "queue", "agent", "talk", "hold")
+
+    def __init__(self, t: float, call: str, queue: str, agent: str, talk: float,
+                 hold: float) -> None:
+        self.t = t
+        self.call = call
+        self.queue = queue
+        self.agent = agent
+        self.talk = talk
+        self.hold = hold
+
+
+class CallTransferredOut(Event):
+    """An agent transferred a connected call to an outside ``number`` (through a trunk): the
+    agent's segment ends, and the caller leaves the center's queues."""
+
+    __slots__ = ("agent", "call", "number", "queue")
+    fields: ClassVar[tuple[str, ...]] = ("t", "call", "queue", "agent", "number")
+
+    def __init__(self, t: float, call: str, queue: str, agent: str, number: str) -> None:
+        self.t = t
+        self.call = call
+        self.queue = queue
+        self.agent = agent
+        self.number = number
+
+
+class ConsultStarted(Event):
+    """The agent on a call consults someone (attended transfer, or the start of a conference)
+    while the caller holds: another agent (``to_agent``, made busy, reason ``consult``) or
+    an outside ``number``."""
+
+    __slots__ = ("agent", "call", "number", "queue", "to_agent")
+    fields: ClassVar[tuple[str, ...]] = ("t", "call", "queue", "agent", "to_agent", "number")
+
+    def __init__(self, t: float, call: str, queue: str, agent: str,
+                 to_agent: str | None = None, number: str | None = None) -> None:
+        self.t = t
+        self.call = call
+        self.queue = queue
+        self.agent = agent
+        self.to_agent = to_agent
+        self.number = number
+
+
+class ConsultEnded(Event):
+    """The consultation is over: ``how`` is transferred (the caller now talks to the one
+    consulted), cancelled (the agent took the caller back), failed (not reached), left (the
+    one consulted hung up) or caller_left."""
+
+    __slots__ = ("agent", "call", "how", "number", "queue", "to_agent")
+    fields: ClassVar[tuple[str, ...]] = ("t", "call", "queue", "agent", "to_agent", "number",
+                                         "how")
+
+    def __init__(self, t: float, call: str, queue: str, agent: str, to_agent: str | None,
+                 number: str | None, how: str) -> None:
+        self.t = t
+        self.call = call
+        self.queue = queue
+        self.agent = agent
+        self.to_agent = to_agent
+        self.number = number
+        self.how = how
+
+
+class CallConferenced(Event):
+    """The caller, the agent and the one consulted now all hear each other."""
+
+    __slots__ = ("agent", "call", "number", "to_agent")
+    fields: ClassVar[tuple[str, ...]] = ("t", "call", "agent", "to_agent", "number")
+
+    def __init__(self, t: float, call: str, agent: str, to_agent: str | None = None,
+                 number: str | None = None) -> None:
+        self.t = t
+        self.call = call
+        self.agent = agent
+        self.to_agent = to_agent
+        self.number = number
+
+
 _EVENT_CLASSES: tuple[type[Event], ...] = (
     CallArrived,
     CallQueued,
@@ -534,6 +666,14 @@ _EVENT_CLASSES: tuple[type[Event], ...] = (
     VoicemailLeft,
     CallMonitored,
     CallRecordingChanged,
+    OutboundDialed,
+    OutboundAnswered,
+    OutboundFailed,
+    OutboundEnded,
+    CallTransferredOut,
+    ConsultStarted,
+    ConsultEnded,
+    CallConferenced,
 )
 EVENT_NAMES: dict[type, str] = {
     cls: re.sub(r"(?<!^)(?=[A-Z])", "_", cls.__name__).lower() for cls in _EVENT_CLASSES

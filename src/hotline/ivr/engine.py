@@ -28,6 +28,7 @@ from hotline.ivr.flow import (
     Play,
     QueueNode,
     SetVariables,
+    Transfer,
     Voicemail,
     full_match,
 )
@@ -95,6 +96,18 @@ class StopRecording:
 
 
 @dataclass(frozen=True, slots=True)
+class TransferCall:
+    """Ring one agent (``agent`` or ``extension``, through ``queue``) or call an outside
+    ``number``; report ``transfer_failed`` if they do not take the caller."""
+
+    agent: str | None
+    extension: str | None
+    number: str | None
+    queue: str | None
+    data: dict[str, str]
+
+
+@dataclass(frozen=True, slots=True)
 class Disconnect:
     """The flow is over for this caller: hang up (``outcome`` says how it ended)."""
 
@@ -102,7 +115,7 @@ class Disconnect:
 
 
 Action = (PlayPrompts | StopPlaying | PlayMusic | Enqueue | RequestCallback | StartLookup
-          | StartRecording | StopRecording | Disconnect)
+          | StartRecording | StopRecording | TransferCall | Disconnect)
 
 
 # ---------------------------------------------------------------------------- the run
@@ -116,6 +129,7 @@ _RECORDING = "recording"
 _QUEUED = "queued"
 _ANNOUNCING = "announcing"
 _CALLBACK = "callback"  # the callback was asked for; waiting for the ACD's word
+_TRANSFER = "transfer"  # an agent or a number is being rung for the caller
 _LEAVING = "leaving"  # a last prompt before hanging up
 _DONE = "done"
 _TEMPLATE = re.compile(r"\{([a-z][a-z0-9_]*(?:\.[a-z0-9_]+)?)\}")
@@ -224,7 +238,17 @@ class IvrRun:
             return [PlayMusic()]
         if state == _LEAVING:
             return self._finish(self._after)
+        if state == _TRANSFER:
+            return [PlayMusic()]
         return []
+
+    def transfer_failed(self, now: float) -> list[Action]:
+        """The agent or number of a transfer node did not take the caller: on_failure."""
+        node = self._node()
+        if self.state != _TRANSFER or not isinstance(node, Transfer):
+            return []
+        self.outcome = None
+        return self._goto(now, node.on_failure)
 
     def timer(self, now: float) -> list[Action]:
         """The clock reached ``deadline`` (earlier calls are ignored)."""
@@ -369,6 +393,13 @@ class IvrRun:
         if isinstance(node, Voicemail):
             self.state = _RECORD_PROMPT
             return [self._play(node.prompt, BEEP)]
+        if isinstance(node, Transfer):
+            self.state = _TRANSFER
+            self.queue = node.queue
+            self.outcome = "transferred"
+            action = TransferCall(node.agent, node.extension, node.number, node.queue,
+                                  dict(self.variables))
+            return [action, self._play(node.prompt) if node.prompt else PlayMusic()]
         if isinstance(node, Hangup):
             return self._leave(now, node.prompt, "hangup")
         raise AssertionError(f"unknown node {node!r}")

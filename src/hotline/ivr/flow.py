@@ -11,7 +11,14 @@ import logging
 from typing import Annotated, Any, ClassVar, Literal
 
 import regex
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 NodeId = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
 Code = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
@@ -248,6 +255,37 @@ class Voicemail(_Node):
         return [p for p in (self.prompt, self.done_prompt) if p]
 
 
+class Transfer(_Node):
+    """Send the caller to one person: an agent (by code, or by phone extension), rung alone
+    and counted in ``queue``, or an outside ``number`` called through the tenant's trunk. A
+    fixed number only: a number the caller keys in could make the center pay for anyone's
+    calls. If they cannot take it (not ready, busy, no answer) the flow goes on at
+    ``on_failure``; ``prompt`` plays meanwhile."""
+
+    type: Literal["transfer"]
+    agent: Code | None = None
+    extension: Annotated[str, Field(pattern=r"^[A-Za-z0-9._-]{1,64}$")] | None = None
+    number: Annotated[str, Field(pattern=r"^\+?[0-9]{1,32}$")] | None = None
+    queue: Code | None = None
+    prompt: Code | None = None
+    on_failure: NodeId
+
+    @model_validator(mode="after")
+    def _one_target(self) -> Transfer:
+        targets = [x for x in (self.agent, self.extension, self.number) if x is not None]
+        if len(targets) != 1:
+            raise ValueError("give exactly one of agent, extension, number")
+        if self.number is None and self.queue is None:
+            raise ValueError("an agent is rung through a queue: give queue")
+        return self
+
+    def targets(self) -> dict[str, str]:
+        return {"on_failure": self.on_failure}
+
+    def prompts(self) -> list[str]:
+        return [self.prompt] if self.prompt else []
+
+
 class Hangup(_Node):
     type: Literal["hangup"]
     prompt: Code | None = None
@@ -258,7 +296,7 @@ class Hangup(_Node):
 
 Node = Annotated[
     Play | Menu | Collect | Hours | Branch | Lookup | SetVariables | QueueNode | Voicemail
-    | Hangup,
+    | Transfer | Hangup,
     Field(discriminator="type"),
 ]
 
@@ -305,7 +343,7 @@ def parse_flow(data: Any) -> FlowDefinition:
 
 
 _NODE_TYPES = {"play", "menu", "collect", "hours", "branch", "lookup", "set", "queue",
-               "voicemail", "hangup"}
+               "voicemail", "transfer", "hangup"}
 
 
 def check_graph(flow: FlowDefinition) -> list[dict[str, str]]:
@@ -373,7 +411,7 @@ def references(flow: FlowDefinition) -> dict[str, dict[str, str]]:
     for name, node in flow.nodes.items():
         for prompt in node.prompts():
             out["prompts"].setdefault(prompt, name)
-        if isinstance(node, QueueNode):
+        if isinstance(node, QueueNode | Transfer) and node.queue is not None:
             out["queues"].setdefault(node.queue, name)
         if isinstance(node, Hours):
             out["hours"].setdefault(node.hours, name)

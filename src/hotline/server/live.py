@@ -31,6 +31,7 @@ from hotline.events.types import (
     CallClosed,
     CallOffered,
     CallTransferred,
+    CallTransferredOut,
     Event,
     WrapUpEnded,
 )
@@ -122,6 +123,8 @@ class Tenant:
         current = acd.call_info(call_id)
         if current is None or current["state"] != "connected":
             raise ACDError(f"call {call_id} is not connected")
+        if current["consult"] is not None:
+            raise ACDError(f"call {call_id} is in a consultation: complete or cancel it")
         if queue not in acd.queue_ids():
             raise ACDError(f"unknown queue {queue!r}")
         if agent is not None:
@@ -134,6 +137,19 @@ class Tenant:
         acd.hangup(now, call_id)
         acd.call_arrived(now, new_id, queue, priority=current["priority"],
                          data=current["data"], number=current["number"], agent=agent)
+
+    def transfer_out(self, now: float, call_id: str, number: str) -> None:
+        """Blind transfer of a connected call to an outside number: the agent's segment ends
+        (wrap-up follows) and the caller leaves the ACD. Raises ACDError when it cannot."""
+        acd = self.acd
+        current = acd.call_info(call_id)
+        if current is None or current["state"] != "connected":
+            raise ACDError(f"call {call_id} is not connected")
+        if current["consult"] is not None:
+            raise ACDError(f"call {call_id} is in a consultation: complete or cancel it")
+        acd.events.append(CallTransferredOut(now, call_id, current["queue"],
+                                             current["agents"][0], number))
+        acd.hangup(now, call_id)
 
     def observe(self, e: Event) -> None:
         """Fold an event into the live views (realtime board, today's KPIs)."""

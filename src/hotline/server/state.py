@@ -57,6 +57,33 @@ class Telephony(Protocol):
         """Start (on demand), pause or resume a call's recording (``state``: on, paused)."""
         ...
 
+    async def transfer_out(self, tenant_id: int, call_id: str, number: str,
+                           trunk: str | None = None) -> dict[str, Any]:
+        """Blind transfer of a connected call to an outside number through a trunk."""
+        ...
+
+    async def consult(self, tenant_id: int, call_id: str, agent: str | None = None,
+                      number: str | None = None, trunk: str | None = None) -> dict[str, Any]:
+        """Hold the caller and connect the agent's phone to a colleague's or a number."""
+        ...
+
+    async def consult_cancel(self, tenant_id: int, call_id: str) -> dict[str, Any]:
+        """End the consultation: the agent has the caller back."""
+        ...
+
+    async def consult_transfer(self, tenant_id: int, call_id: str) -> dict[str, Any]:
+        """Hand the caller to the one consulted (attended transfer)."""
+        ...
+
+    async def conference(self, tenant_id: int, call_id: str) -> dict[str, Any]:
+        """Caller, agent and the one consulted all hear each other."""
+        ...
+
+    async def dial(self, tenant_id: int, agent: str, number: str, queue: str | None = None,
+                   trunk: str | None = None) -> dict[str, Any]:
+        """Click-to-call: ring ``agent``'s phone, then ``number`` through a trunk."""
+        ...
+
 
 @dataclass
 class ServerState:

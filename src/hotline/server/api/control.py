@@ -49,6 +49,10 @@ class ActingAgentIn(Model):
 class TransferIn(Model):
     queue: Code | None = None
     agent: Code | None = None
+    number: str | None = Field(None, pattern=r"^\+?[0-9]{1,32}$",
+                               description="an outside number, dialled through a trunk")
+    trunk: Code | None = Field(None, description="with number; default: the first trunk "
+                               "taking calls out")
 
 
 class MonitorIn(Model):
@@ -61,6 +65,21 @@ class RecordingIn(Model):
     state: Literal["on", "paused"] = Field(
         description="on: record (starts an on-demand recording, or resumes); paused: stop "
         "keeping audio until resumed (silence in the file), e.g. while a card number is read")
+
+
+class DialIn(Model):
+    number: str = Field(pattern=r"^\+?[0-9]{1,32}$", description="the customer's number, "
+                        "as the trunk dials it")
+    queue: Code | None = Field(None, description="the queue the call is made for (wrap-up, "
+                               "reports); default the agent's first")
+    trunk: Code | None = Field(None, description="default: the first trunk taking calls out")
+
+
+class ConsultIn(Model):
+    agent: Code | None = Field(None, description="a ready colleague, whose phone is called")
+    number: str | None = Field(None, pattern=r"^\+?[0-9]{1,32}$",
+                               description="or an outside number, called through a trunk")
+    trunk: Code | None = None
 
 
 class MoveIn(Model):
@@ -228,6 +247,29 @@ async def agent_wrap_up(code: str, body: WrapUpIn, caller: Caller, state: State)
     return result
 
 
+@router.post("/agents/{code}/dial", status_code=201)
+async def agent_dial(code: str, body: DialIn, caller: Caller, state: State) -> dict[str, Any]:
+    """Click-to-call: Hotline calls the agent's own phone, then (once it answers) the
+    customer, and bridges them. The agent, ready or not ready, is busy (reason ``outbound``)
+    until the call ends and its wrap-up is done; the call has its own events and CDR
+    (``direction`` outbound) and stays out of the queue's inbound figures."""
+    tenant = _agent(state, caller, code)
+    if caller.role in ("qa", "planner"):
+        raise forbidden()
+    if body.queue is not None:
+        _known_queue(tenant, body.queue)
+    if state.telephony is None:
+        raise ApiError(409, "Conflict", "the server runs without telephony (--sip off)")
+    try:
+        result = await state.telephony.dial(tenant.id, code, body.number, body.queue,
+                                            body.trunk)
+    except TelephonyError as err:
+        raise _telephony_error(err) from None
+    await _supervised(state, caller, "agent.dial", code, call=result["call"],
+                      number=body.number)
+    return result
+
+
 def _check_reason(tenant: Tenant, reason: str | None) -> None:
     if reason is not None and tenant.reasons and reason not in tenant.reasons:
         raise invalid("body.reason", f"unknown reason code {reason!r}")
@@ -349,10 +391,24 @@ async def unhold(call_id: str, caller: Caller, state: State) -> dict[str, Any]:
 @router.post("/calls/{call_id}/transfer")
 async def transfer(call_id: str, body: TransferIn, caller: Caller, state: State) -> dict[str, Any]:
     """Blind transfer of a connected call to a queue, or to one ready agent (through the
-    current queue unless one is named). The call continues as a new segment."""
+    current queue unless one is named): the call continues as a new segment. Or to an
+    outside ``number``: the agent's part ends and the caller is connected through a trunk
+    (back in the queue if nobody answers)."""
     tenant, info = _call_for_action(state, caller, call_id, None)
+    if body.number is not None:
+        if body.queue is not None or body.agent is not None:
+            raise invalid("body.number", "a number, or a queue and/or an agent: not both")
+        if state.telephony is None:
+            raise ApiError(409, "Conflict", "the server runs without telephony (--sip off)")
+        try:
+            result = await state.telephony.transfer_out(tenant.id, call_id, body.number,
+                                                        body.trunk)
+        except TelephonyError as err:
+            raise _telephony_error(err) from None
+        await _call_action_audit(state, caller, "call.transfer", call_id, number=body.number)
+        return result
     if body.queue is None and body.agent is None:
-        raise invalid("body", "give a queue or an agent")
+        raise invalid("body", "give a queue, an agent or a number")
     new_id = state.center.new_call_id()
     queue = body.queue or info["queue"]
     _known_queue(tenant, queue)
@@ -367,6 +423,59 @@ async def transfer(call_id: str, body: TransferIn, caller: Caller, state: State)
         state, caller, "call.transfer", call_id, queue=queue, agent=body.agent, to_call=new_id
     )
     return tenant.acd.call_info(new_id) or {"call": new_id, "state": "ended"}
+
+
+async def _telephony_call(state: ServerState, caller: Principal, call_id: str, action: str,
+                          run: Any, **detail: Any) -> dict[str, Any]:
+    """Run a call action on the SIP side for whoever may act on the call; audited when it
+    is not the call's own agent."""
+    tenant, _ = _call_for_action(state, caller, call_id, None)
+    if state.telephony is None:
+        raise ApiError(409, "Conflict", "the server runs without telephony (--sip off)")
+    try:
+        result: dict[str, Any] = await run(state.telephony, tenant.id)
+    except TelephonyError as err:
+        raise _telephony_error(err) from None
+    await _call_action_audit(state, caller, action, call_id, **detail)
+    return result
+
+
+@router.post("/calls/{call_id}/consult")
+async def consult(call_id: str, body: ConsultIn, caller: Caller,
+                  state: State) -> dict[str, Any]:
+    """Attended transfer, step one: the caller holds (music) while the agent's phone talks
+    to a ready colleague (made busy, reason ``consult``) or an outside number. Then
+    ``/consult/transfer`` hands the caller over, ``/consult/conference`` joins all three,
+    ``DELETE /consult`` takes the caller back. The agent hanging up after the one consulted
+    answered also completes the transfer."""
+    if (body.agent is None) == (body.number is None):
+        raise invalid("body", "give an agent or a number")
+    return await _telephony_call(
+        state, caller, call_id, "call.consult",
+        lambda tel, tid: tel.consult(tid, call_id, body.agent, body.number, body.trunk),
+        agent=body.agent, number=body.number)
+
+
+@router.delete("/calls/{call_id}/consult")
+async def consult_cancel(call_id: str, caller: Caller, state: State) -> dict[str, Any]:
+    return await _telephony_call(state, caller, call_id, "call.consult_cancel",
+                                 lambda tel, tid: tel.consult_cancel(tid, call_id))
+
+
+@router.post("/calls/{call_id}/consult/transfer")
+async def consult_transfer(call_id: str, caller: Caller, state: State) -> dict[str, Any]:
+    """The caller now talks to the one consulted; the agent goes to wrap-up. A colleague
+    takes the caller as a new segment (``to_call``), linked in the CDRs."""
+    return await _telephony_call(state, caller, call_id, "call.consult_transfer",
+                                 lambda tel, tid: tel.consult_transfer(tid, call_id))
+
+
+@router.post("/calls/{call_id}/consult/conference")
+async def conference(call_id: str, caller: Caller, state: State) -> dict[str, Any]:
+    """Caller, agent and the one consulted all talk (the recording goes on); either of the
+    last two hanging up leaves the other two talking."""
+    return await _telephony_call(state, caller, call_id, "call.conference",
+                                 lambda tel, tid: tel.conference(tid, call_id))
 
 
 def _monitoring(state: ServerState, caller: Principal, call_id: str) -> Tenant:

@@ -68,6 +68,9 @@ AGENT_COLUMNS = [
     "logged_in_time",
     "not_ready_time",
     "rona",
+    "outbound",
+    "outbound_reached",
+    "outbound_talk_time",
     "staffed_time",
     "occupied_time",
     "occupancy",
@@ -144,6 +147,9 @@ _AGENT_CUMULATIVE = (
     "logged_in_time",
     "not_ready_time",
     "rona",
+    "outbound",
+    "outbound_reached",
+    "outbound_talk_time",
     "staffed_time",
     "occupied_time",
 )
@@ -224,6 +230,7 @@ def cdrs(
     agent: str | None = Query(None, max_length=64),
     number: str | None = Query(None, max_length=64),
     outcome: str | None = Query(None, max_length=32),
+    direction: Literal["inbound", "outbound"] | None = None,
     page: int = Query(1, ge=1, le=100000),
     page_size: int = Query(50, ge=1, le=1000),
 ) -> dict[str, Any]:
@@ -242,6 +249,8 @@ def cdrs(
         query = query.where(CallRecord.number == number)
     if outcome is not None:
         query = query.where(CallRecord.outcome == outcome)
+    if direction is not None:
+        query = query.where(CallRecord.direction == direction)
     if caller.role == "agent":
         query = query.where(CallRecord.agent == (caller.agent or ""))
     elif caller.role == "supervisor":
@@ -254,6 +263,7 @@ def cdrs(
     )
     fields = (
         "call_id",
+        "direction",
         "queue",
         "final_queue",
         "number",

@@ -24,6 +24,7 @@ from pydantic import AfterValidator, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from hotline.calls.directory import split_hostport
 from hotline.db.schema import (
     Agent,
     CallRecord,
@@ -69,6 +70,19 @@ def _cidr(value: str) -> str:
 Cidr = Annotated[str, Field(max_length=64), AfterValidator(_cidr)]
 
 
+def _hostport(value: str) -> str:
+    host, port = split_hostport(value)
+    if not re.fullmatch(r"[A-Za-z0-9.:-]+", host):
+        raise ValueError(f"{host!r} is not a host name or IP address")
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+HostPort = Annotated[str, Field(max_length=255, description="host[:port], UDP; port 5060 "
+                                "by default"), AfterValidator(_hostport)]
+CallerId = Annotated[str, Field(pattern=r"^\+?[0-9]{1,31}$",
+                                description="the number callers out present")]
+
+
 class PhoneIn(Model):
     username: SipUser | None = None  # default: the agent's extension, else its code
     password: Password
@@ -81,6 +95,10 @@ class TrunkIn(Model):
     username: SipUser | None = None
     password: Password | None = None  # on replace, may be left out to keep the same username's
     active: bool = True
+    outbound: HostPort | None = Field(
+        None, description="where calls out (click-to-call, callbacks) are sent; without it the "
+        "trunk only brings calls in")
+    caller_id: CallerId | None = None
 
 
 class RouteIn(Model):
@@ -284,6 +302,8 @@ def _trunk_out(t: Trunk) -> dict[str, Any]:
         "username": t.username,
         "auth": "+".join(kinds),
         "active": t.active,
+        "outbound": t.outbound,
+        "caller_id": t.caller_id,
         "created_at": t.created_at,
     }
 
@@ -297,9 +317,10 @@ def _save_trunk(
 ) -> dict[str, Any]:
     if body.password is not None and body.username is None:
         raise invalid("body.username", "a password needs a username")
-    if not body.allow and body.username is None:
+    if not body.allow and body.username is None and body.outbound is None:
         raise invalid(
-            "body.allow", "give the addresses the trunk sends from, or a username and password"
+            "body.allow", "give the addresses the trunk sends from, a username and password, "
+            "or where calls out go (outbound)"
         )
     # The HA1s hash the username in: only an unchanged username keeps its password.
     if (
@@ -319,6 +340,7 @@ def _save_trunk(
     row.name = body.name
     row.allow = list(dict.fromkeys(body.allow))
     row.active = body.active
+    row.outbound, row.caller_id = body.outbound, body.caller_id
     if body.username is None:
         row.username = row.ha1_md5 = row.ha1_sha256 = None
     elif body.password is not None:
@@ -333,6 +355,8 @@ def _save_trunk(
         allow=row.allow,
         username=body.username,
         active=body.active,
+        outbound=body.outbound,
+        caller_id=body.caller_id,
         password_changed=True if body.password is not None else None,
     )
     db.commit()
