@@ -509,8 +509,11 @@ def test_roles_limit_what_users_may_do(center: Center) -> None:
         ),
         403,
     )
+    problem(alice.post("/agents/A2/dial", json={"number": "13800138000"}), 403)
+    invalid(alice.post("/agents/A1/dial", json={"number": "138-0013"}), "body.number")
     for who in (qa, planner):
         problem(who.post("/agents/A1/login", json={"ready": True}), 403)
+        problem(who.post("/agents/A1/dial", json={"number": "13800138000"}), 403)
         problem(who.post("/agents/A1/not-ready", json={"reason": "break"}), 403)
         problem(who.post("/queues", json={"id": "mine"}), 403)
         problem(who.patch("/queues/sales", json={"when_empty": "reject"}), 403)
@@ -589,6 +592,7 @@ def test_supervisor_acts_on_its_teams_and_queues_only(center: Center) -> None:
     ok(center.bob.post("/agents/A2/login", json={"ready": True}))
     problem(sup.post("/agents/A2/logout", json={}), 403)
     problem(sup.post("/agents/A2/not-ready", json={"reason": "break"}), 403)
+    problem(sup.post("/agents/A2/dial", json={"number": "13800138000"}), 403)
     assert center.state("A2")["state"] == "ready"
     # Queues: a live change to its own queue is allowed, to another queue refused.
     assert ok(sup.patch("/queues/sales", json={"ring_timeout": 20}))["ring_timeout"] == 20

@@ -341,10 +341,12 @@ class IvrCalls:
         ic.logged = True
 
         def op(t: Tenant, now: float) -> None:
-            if ended is not None:
-                t.record(ended, now)
             t.acd.call_arrived(now, call_id, queue, priority=action.priority, data=data,
                                number=ic.number)
+            if ended is not None:
+                if t.acd.call_info(call_id) is None:  # the queue refused it (full, no agents)
+                    ended.outcome = "rejected"
+                t.record(ended, now)
 
         self.switch._submit(call.tenant_id, op,
                             failed=lambda err: self.switch._release(call, f"refused: {err}"))
