@@ -116,14 +116,20 @@ class Monitor:
 
 
 @dataclass(frozen=True)
-class MonitorInvite:
-    """What a supervisor phone's INVITE transaction carries (``tx.user``)."""
+class LegInvite:
+    """What one of our INVITEs carries (``tx.user``): the call and leg it sets up, our SDP
+    offer, and where it went. The subclass says whose INVITE it is."""
 
     call: SipCall
     leg: CallLeg
     offer: sdp.SessionDescription
     target: Address
     conn: Any
+
+
+@dataclass(frozen=True)
+class MonitorInvite(LegInvite):
+    """A supervisor's phone, called to monitor the call."""
 
 
 @dataclass
@@ -152,14 +158,8 @@ class Consult:
 
 
 @dataclass(frozen=True)
-class ConsultInvite:
-    """What the INVITE to the one consulted carries (``tx.user``)."""
-
-    call: SipCall
-    leg: CallLeg
-    offer: sdp.SessionDescription
-    target: Address
-    conn: Any
+class ConsultInvite(LegInvite):
+    """The one the agent consults: a colleague's phone, or a number through a trunk."""
 
 
 @dataclass
@@ -178,15 +178,9 @@ class Dialing:
 
 
 @dataclass(frozen=True)
-class DialInvite:
-    """What the INVITEs of a call out carry (``tx.user``): to the agent's phone, or (customer)
-    to the number through the trunk."""
+class DialInvite(LegInvite):
+    """A call out's: to the agent's phone, or (customer) to the number through the trunk."""
 
-    call: SipCall
-    leg: CallLeg
-    offer: sdp.SessionDescription
-    target: Address
-    conn: Any
     customer: bool
 
 

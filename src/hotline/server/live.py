@@ -120,11 +120,7 @@ class Tenant:
         and the caller arrives again as ``new_id`` at ``queue``, or for ``agent`` alone, with
         the same number, data and priority. Raises ACDError when it cannot."""
         acd = self.acd
-        current = acd.call_info(call_id)
-        if current is None or current["state"] != "connected":
-            raise ACDError(f"call {call_id} is not connected")
-        if current["consult"] is not None:
-            raise ACDError(f"call {call_id} is in a consultation: complete or cancel it")
+        current = self._transferable(call_id)
         if queue not in acd.queue_ids():
             raise ACDError(f"unknown queue {queue!r}")
         if agent is not None:
@@ -142,14 +138,18 @@ class Tenant:
         """Blind transfer of a connected call to an outside number: the agent's segment ends
         (wrap-up follows) and the caller leaves the ACD. Raises ACDError when it cannot."""
         acd = self.acd
-        current = acd.call_info(call_id)
+        current = self._transferable(call_id)
+        acd.events.append(CallTransferredOut(now, call_id, current["queue"],
+                                             current["agents"][0], number))
+        acd.hangup(now, call_id)
+
+    def _transferable(self, call_id: str) -> dict[str, Any]:
+        current = self.acd.call_info(call_id)
         if current is None or current["state"] != "connected":
             raise ACDError(f"call {call_id} is not connected")
         if current["consult"] is not None:
             raise ACDError(f"call {call_id} is in a consultation: complete or cancel it")
-        acd.events.append(CallTransferredOut(now, call_id, current["queue"],
-                                             current["agents"][0], number))
-        acd.hangup(now, call_id)
+        return current
 
     def observe(self, e: Event) -> None:
         """Fold an event into the live views (realtime board, today's KPIs)."""
