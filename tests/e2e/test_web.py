@@ -1,0 +1,164 @@
+"""The screens in a real browser (Debian's Chromium driven by Playwright, no browser download)
+against the real server with the demo's simulated traffic: an agent signs in, goes ready,
+gets a call with its screen-pop, answers, hangs up and wraps up with a disposition; the
+wallboard shows what /stats/realtime says; the language switches; roles are kept to their
+screens. Screenshots of each screen in both languages are kept in ``artifacts/web/``."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+
+from .server import CallCenter, Queue, wait_until
+
+ARTIFACTS = Path(os.environ.get("HOTLINE_ARTIFACTS", "artifacts")) / "web"
+SCREEN = {"width": 1366, "height": 768}  # the smallest screen the desktop must fit
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Browser]:
+    chromium = shutil.which("chromium")
+    if chromium is None:
+        pytest.fail("chromium is not installed: apt-get install -y chromium (make test does)")
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=chromium, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+            "--disable-background-networking", "--disable-component-update", "--disable-sync"])
+        yield b
+        b.close()
+
+
+def new_page(browser: Browser, lang: str = "zh-CN") -> Page:
+    context = browser.new_context(viewport=SCREEN, locale=lang)
+    page = context.new_page()
+    page.set_default_timeout(10_000)
+    return page
+
+
+def sign_in(page: Page, url: str, username: str, password: str) -> None:
+    page.goto(f"{url}/#/login")
+    page.fill("input[name=username]", username)
+    page.fill("input[name=password]", password)
+    page.click("[data-test=login-submit]")
+
+
+def shoot(page: Page, name: str) -> None:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.mouse.move(0, SCREEN["height"] - 1)  # no hover state in the picture
+    page.wait_for_timeout(400)  # Element Plus's transitions settle
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+def fits(page: Page) -> bool:
+    """No horizontal scrolling at the page's width (the layout does not break)."""
+    return bool(page.evaluate("document.documentElement.scrollWidth <= window.innerWidth"))
+
+
+def agent_user(center: CallCenter, queue: Queue) -> tuple[str, str, str]:
+    """A new agent of ``queue`` with a user of its own: (agent code, username, password)."""
+    name, password = f"web{secrets.token_hex(3)}", secrets.token_urlsafe(12)
+    center.admin.post("/users", {"username": name, "password": password, "role": "agent"},
+                      expect=201)
+    code = f"W-{name}"
+    center.admin.post("/agents", {"code": code, "user": name, "team": "e2e",
+                                  "skills": {queue.skill: 1}}, expect=201)
+    return code, name, password
+
+
+def test_an_agent_takes_a_call_from_the_desktop_with_its_screen_pop(
+    center: CallCenter, browser: Browser,
+) -> None:
+    queue = center.queue(wrap_up=120.0)  # the agent ends wrap-up by hand
+    code, name, password = agent_user(center, queue)
+    disposition = center.admin.get("/dispositions")[0]["code"]
+    page = new_page(browser, "zh-CN")  # a Chinese browser: the screens start in 中文
+    sign_in(page, center.server.url, name, password)
+    expect(page).to_have_url(f"{center.server.url}/#/agent")
+    state = page.locator("[data-test=agent-state]")
+    expect(state).to_contain_text("未签入")
+    page.click("[data-test=login-agent]")
+    expect(state).to_contain_text("未就绪")
+    page.click("[data-test=ready]")
+    expect(state).to_contain_text("就绪")
+    assert center.admin.get(f"/agents/{code}/state")["state"] == "ready"
+    shoot(page, "agent-desktop-zh")
+
+    call = center.admin.post("/calls", {"queue": queue.id, "number": "13800000001",
+                                        "data": {"name": "张伟", "vip": "1"}}, expect=201)
+    pop = page.locator("[data-test=screen-pop]")
+    expect(pop).to_contain_text("13800000001")
+    expect(page.locator("[data-test=customer]")).to_have_text("张伟")
+    expect(page.locator("[data-test=vip]")).to_be_visible()
+    expect(page.locator("[data-test=call-state]")).to_have_text("振铃")
+    shoot(page, "agent-screen-pop-zh")
+    page.keyboard.press("Alt+A")  # the shortcut answers
+    expect(page.locator("[data-test=call-state]")).to_have_text("通话中")
+    assert center.admin.get(f"/agents/{code}/state")["state"] == "busy"
+
+    page.click("[data-test=language] >> text=English")  # switch, and it is remembered
+    expect(state).to_contain_text("On a call")
+    expect(page.locator("[data-test=language] .is-active")).to_contain_text("English")
+    assert fits(page)
+    shoot(page, "agent-on-call-en")
+    page.click("[data-test=hangup]")
+    expect(state).to_contain_text("Wrap-up")
+    page.click("[data-test=disposition]")
+    page.locator(".el-select-dropdown__item:visible").first.click()
+    page.click("[data-test=wrap-done]")
+    expect(state).to_contain_text("Ready")
+    cdr = wait_until(lambda: [r for r in center.cdrs(queue) if r["call_id"] == call["call"]
+                              and r["outcome"] == "answered"], 10, "the call's CDR")[0]
+    assert cdr["disposition"] == disposition
+    assert cdr["agent"] == code
+    page.reload()
+    expect(page.locator("[data-test=language] .is-active")).to_contain_text("English")
+    expect(page.locator("[data-test=today]")).to_contain_text("1")  # one call answered today
+    page.context.close()
+
+
+def test_the_wallboard_shows_the_realtime_figures_in_both_languages(
+    center: CallCenter, browser: Browser,
+) -> None:
+    queue = center.queue()
+    for _ in range(2):  # two callers wait: nobody serves the queue
+        center.admin.post("/calls", {"queue": queue.id, "number": "13900000000"}, expect=201)
+    for lang, title in (("zh-CN", "今日服务"), ("en-US", "Service today")):
+        page = new_page(browser, lang)
+        sign_in(page, center.server.url, "admin", center.server.password)
+        page.goto(f"{center.server.url}/#/wallboard")
+        expect(page.locator("h1")).to_have_text(title)
+        tile = page.locator(f"[data-queue='{queue.id}']")
+        expected: dict[str, Any] = center.queue_stats(queue)
+        expect(tile.locator("[data-field=waiting]")).to_have_text(str(expected["waiting"]))
+        expect(tile.locator("[data-field=answered]")).to_have_text(
+            str(expected["answered_today"]))
+        assert expected["waiting"] == 2
+        page.set_viewport_size({"width": 1920, "height": 1080})
+        shoot(page, f"wallboard-{lang[:2]}")
+        page.context.close()
+    for call in center.admin.get("/calls", queue=queue.id):
+        center.admin.post(f"/calls/{call['call']}/abandon")
+
+
+def test_each_role_is_kept_to_its_screens(center: CallCenter, browser: Browser) -> None:
+    page = new_page(browser, "en-US")
+    page.goto(f"{center.server.url}/#/agent")  # signed out: to the sign-in page first
+    expect(page).to_have_url(f"{center.server.url}/#/login?next=/agent")
+    page.fill("input[name=username]", "admin")
+    page.fill("input[name=password]", "wrong-password")
+    page.click("[data-test=login-submit]")
+    expect(page.locator("[data-test=login-error]")).to_contain_text("Wrong")
+    shoot(page, "login-en")
+    page.fill("input[name=password]", center.server.password)
+    page.click("[data-test=login-submit]")
+    expect(page.locator("[data-test=forbidden]")).to_be_visible()  # the desk is for agents
+    page.click("[data-test=logout]")
+    expect(page).to_have_url(f"{center.server.url}/#/login")
+    page.context.close()

@@ -1,0 +1,71 @@
+// The REST API and the CTI event stream, as the signed-in user. The token lives in
+// sessionStorage: closing the tab signs out; the language choice is remembered apart.
+const BASE = '/api/v1'
+
+export class ApiError extends Error {
+  constructor(status, body) {
+    super(body?.detail || `HTTP ${status}`)
+    this.status = status
+    this.body = body
+    // field errors as the server names them ({field, message}), for forms to show
+    this.fields = Object.fromEntries((body?.errors || []).map((e) => [e.field, e.message]))
+  }
+}
+
+export function token() {
+  return sessionStorage.getItem('hotline.token')
+}
+
+export function session() {
+  const raw = sessionStorage.getItem('hotline.me')
+  return raw ? JSON.parse(raw) : null
+}
+
+export async function api(method, path, body) {
+  const headers = { Accept: 'application/json' }
+  if (token()) headers.Authorization = `Bearer ${token()}`
+  if (body !== undefined) headers['Content-Type'] = 'application/json'
+  const r = await fetch(BASE + path, {
+    method,
+    headers,
+    body: body === undefined ? undefined : JSON.stringify(body),
+  })
+  const data = r.headers.get('content-type')?.includes('json') ? await r.json() : null
+  if (!r.ok) {
+    if (r.status === 401 && path !== '/auth/login') signOut()
+    throw new ApiError(r.status, data)
+  }
+  return data
+}
+
+export async function signIn(tenant, username, password) {
+  const me = await api('POST', '/auth/login', { tenant, username, password })
+  sessionStorage.setItem('hotline.token', me.token)
+  sessionStorage.setItem('hotline.me', JSON.stringify({ ...me, token: undefined }))
+  return me
+}
+
+export function signOut() {
+  sessionStorage.removeItem('hotline.token')
+  sessionStorage.removeItem('hotline.me')
+  if (location.hash !== '#/login') location.hash = '#/login'
+}
+
+// The CTI stream: calls onMessage with each JSON message; reconnects after a drop.
+export function stream(onMessage) {
+  let ws = null
+  let closed = false
+  const open = () => {
+    const scheme = location.protocol === 'https:' ? 'wss' : 'ws'
+    ws = new WebSocket(`${scheme}://${location.host}${BASE}/events?token=${token()}`)
+    ws.onmessage = (m) => onMessage(JSON.parse(m.data))
+    ws.onclose = () => {
+      if (!closed && token()) setTimeout(open, 1000)
+    }
+  }
+  open()
+  return () => {
+    closed = true
+    ws?.close()
+  }
+}
