@@ -22,8 +22,8 @@ ARTIFACTS = Path(os.environ.get("HOTLINE_ARTIFACTS", "artifacts")) / "web"
 SCREEN = {"width": 1366, "height": 768}  # the smallest screen the desktop must fit
 
 
-@pytest.fixture(scope="session")
-def browser() -> Iterator[Browser]:
+@pytest.fixture(scope="module")  # (Playwright's sync API runs an event loop while it is open:
+def browser() -> Iterator[Browser]:  # tests after this module use asyncio.run themselves)
     chromium = shutil.which("chromium")
     if chromium is None:
         pytest.fail("chromium is not installed: apt-get install -y chromium (make test does)")
