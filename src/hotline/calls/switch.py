@@ -794,24 +794,28 @@ class Switch:
         offer = sdp.offer(self.config.advertised, media.port, session_id=session)
         body = sdp.serialise(offer)
         host = f"{self.config.advertised}:{self.stack.port}"
-        number = call.number
-        h = Headers()
-        h.add("From", f'"{display}" <sip:{escape_user(number)}@{host}>'
-                      f";tag={self.stack.layer.new_tag()}")
-        h.add("To", f"<sip:{username}@{host}>")
-        h.add("Call-ID", f"{secrets.token_hex(12)}@{self.config.advertised}")
-        h.add("CSeq", "1 INVITE")
-        h.add("Contact", f"<sip:hotline@{host}>")
-        h.add("Allow", ALLOW)
-        h.add("X-Hotline-Call", call.id)
-        for name, value in extra or ():
-            h.add(name, value)
-        h.add("Content-Type", "application/sdp")
-        invite = Request("INVITE", binding.contact, h, body)
+        invite = self._new_invite(
+            binding.contact, f'"{display}" <sip:{escape_user(call.number)}@{host}>',
+            f"<sip:{username}@{host}>", body, [("X-Hotline-Call", call.id), *(extra or ())])
         leg = CallLeg(media, sdp_session=session, local_sdp=body)
         target = phone_address(binding)
         leg.invite = self.stack.request(invite, target, binding.conn)
         return leg, offer, target
+
+    def _new_invite(self, uri: str, from_: str, to: str, body: bytes,
+                    extra: list[tuple[str, str]] | None = None) -> Request:
+        """A new INVITE of ours (fresh tag and Call-ID) carrying our SDP offer."""
+        h = Headers()
+        h.add("From", f"{from_};tag={self.stack.layer.new_tag()}")
+        h.add("To", to)
+        h.add("Call-ID", f"{secrets.token_hex(12)}@{self.config.advertised}")
+        h.add("CSeq", "1 INVITE")
+        h.add("Contact", f"<sip:hotline@{self.config.advertised}:{self.stack.port}>")
+        h.add("Allow", ALLOW)
+        for name, value in extra or ():
+            h.add(name, value)
+        h.add("Content-Type", "application/sdp")
+        return Request("INVITE", uri, h, body)
 
     # ------------------------------------------------------------------ supervisors
     async def monitor(self, tenant_id: int, call_id: str, user: str, mode: str
@@ -1112,17 +1116,10 @@ class Switch:
         host = f"{self.config.advertised}:{self.stack.port}"
         where = f"[{trunk.host}]" if ":" in trunk.host else trunk.host
         uri = f"sip:{escape_user(number)}@{where}:{trunk.port}"
-        h = Headers()
-        h.add("From", f"<sip:{escape_user(trunk.caller_id or 'anonymous')}@{host}>"
-                      f";tag={self.stack.layer.new_tag()}")
-        h.add("To", f"<{uri}>")
-        h.add("Call-ID", f"{secrets.token_hex(12)}@{self.config.advertised}")
-        h.add("CSeq", "1 INVITE")
-        h.add("Contact", f"<sip:hotline@{host}>")
-        h.add("Allow", ALLOW)
-        h.add("Content-Type", "application/sdp")
+        invite = self._new_invite(
+            uri, f"<sip:{escape_user(trunk.caller_id or 'anonymous')}@{host}>", f"<{uri}>", body)
         leg.sdp_session, leg.local_sdp = session, body
-        leg.invite = self.stack.request(Request("INVITE", uri, h, body), address)
+        leg.invite = self.stack.request(invite, address)
         return offer
 
     def _dial_response(self, resp: Response, tx: ClientTransaction, d: DialInvite) -> None:
