@@ -897,26 +897,38 @@ class Switch:
                 else:
                     leg.media.close()
             return
-        if leg.dialog is not None:
-            return  # a retransmitted 2xx
-        dialog = Dialog.as_uac(tx.request, resp, m.target, m.conn)
-        self.stack.ack(tx, dialog.ack(tx.request.cseq[0]))
-        leg.invite, leg.dialog, leg.up = None, dialog, True
-        if not current or call.ended or call.agent is None or call.taken_over:
-            leg.up = False
-            self._send_bye(dialog)
-            leg.media.close()
-            return
-        self.dialogs[_dialog_key(dialog)] = (call, leg)
+        wanted = current and not call.ended and call.agent is not None and not call.taken_over
         try:
-            neg = sdp.negotiated_from_answer(m.offer, sdp.parse(resp.body))
+            if not self._confirm(resp, tx, m, wanted):
+                return
         except sdp.SdpError as err:
             log.warning("supervisor phone answered with unusable SDP: %s", err)
             self._monitor_gone(call, leg, "bad answer")
             return
+        self._apply_monitor(call)
+
+    def _confirm(self, resp: Response, tx: ClientTransaction, inv: LegInvite,
+                 wanted: bool) -> bool:
+        """A 2xx to one of our INVITEs, always ACKed. Unless it repeats one already taken,
+        or the leg is no longer ``wanted`` (then hung up at once), the dialog is kept and the
+        leg's media set from the answer: True. An unusable answer raises SdpError with the
+        dialog kept, so the caller's failure path hangs it up."""
+        leg = inv.leg
+        if leg.dialog is not None:
+            return False  # a retransmitted 2xx: the transaction layer has resent our ACK
+        dialog = Dialog.as_uac(tx.request, resp, inv.target, inv.conn)
+        self.stack.ack(tx, dialog.ack(tx.request.cseq[0]))
+        leg.invite, leg.dialog, leg.up = None, dialog, True
+        if not wanted:
+            leg.up = False
+            self._send_bye(dialog)
+            leg.media.close()
+            return False
+        self.dialogs[_dialog_key(dialog)] = (inv.call, leg)
+        neg = sdp.negotiated_from_answer(inv.offer, sdp.parse(resp.body))
         leg.media.configure((neg.remote_address, neg.remote_port), neg.codec, neg.payload_type,
                             neg.dtmf_payload_type, neg.sends)
-        self._apply_monitor(call)
+        return True
 
     def _apply_monitor(self, call: SipCall) -> None:
         """Mix the three legs as the mode says (or hand the caller to the supervisor)."""
@@ -1138,26 +1150,16 @@ class Switch:
                 leg.media.close()
                 self._dial_failed(call, "agent_unreachable")
             return
-        if leg.dialog is not None:
-            return  # a retransmitted 2xx
-        dialog = Dialog.as_uac(tx.request, resp, d.target, d.conn)
-        self.stack.ack(tx, dialog.ack(tx.request.cseq[0]))
-        leg.invite, leg.dialog, leg.up = None, dialog, True
         dialing = call.dialing
-        if call.ended or dialing is None or leg.cancelled:
-            leg.up = False
-            self._send_bye(dialog)
-            leg.media.close()
-            return
-        self.dialogs[_dialog_key(dialog)] = (call, leg)
         try:
-            neg = sdp.negotiated_from_answer(d.offer, sdp.parse(resp.body))
+            if not self._confirm(resp, tx, d, not (call.ended or dialing is None
+                                                  or leg.cancelled)):
+                return
         except sdp.SdpError as err:
             log.warning("call out %s: unusable SDP in the answer: %s", call.id, err)
             self._dial_failed(call, "unreachable" if d.customer else "agent_unreachable")
             return
-        leg.media.configure((neg.remote_address, neg.remote_port), neg.codec, neg.payload_type,
-                            neg.dtmf_payload_type, neg.sends)
+        assert dialing is not None
         if not d.customer:  # the agent is on: now call the customer; ringback meanwhile
             call.ringing.pop(dialing.agent, None)
             call.agent = leg
@@ -1420,26 +1422,16 @@ class Switch:
                 else:
                     leg.media.close()
             return
-        if leg.dialog is not None:
-            return  # a retransmitted 2xx
-        dialog = Dialog.as_uac(tx.request, resp, ci.target, ci.conn)
-        self.stack.ack(tx, dialog.ack(tx.request.cseq[0]))
-        leg.invite, leg.dialog, leg.up = None, dialog, True
-        if not current or cons is None or call.agent is None or leg.cancelled:
-            leg.up = False
-            self._send_bye(dialog)
-            leg.media.close()
-            return
-        self.dialogs[_dialog_key(dialog)] = (call, leg)
         try:
-            neg = sdp.negotiated_from_answer(ci.offer, sdp.parse(resp.body))
+            if not self._confirm(resp, tx, ci, current and call.agent is not None
+                                 and not leg.cancelled):
+                return
         except sdp.SdpError as err:
             log.warning("call %s: the one consulted answered with unusable SDP: %s", call.id,
                         err)
             self._consult_over(call, "failed")
             return
-        leg.media.configure((neg.remote_address, neg.remote_port), neg.codec, neg.payload_type,
-                            neg.dtmf_payload_type, neg.sends)
+        assert cons is not None and call.agent is not None
         cons.state = "talking"
         self.media.bridge(call.agent.media, leg.media, None)
 
