@@ -1,5 +1,6 @@
-"""Every string of the screens exists in 简体中文 and English: the two message files have the
-same keys, and every key the sources use (``t('...')``) is in both."""
+"""Every string of the screens exists in 简体中文 and English: the two languages' message files
+(``locales/<lang>/<area>.json``) have the same keys, each top-level key is defined by one file
+only, and every key the sources use (``t('...')``) is in both."""
 
 from __future__ import annotations
 
@@ -20,8 +21,27 @@ def keys(tree: dict[str, object], prefix: str = "") -> set[str]:
     return out
 
 
+def files(lang: str) -> dict[str, dict[str, object]]:
+    found = sorted((WEB / "locales" / lang).glob("*.json"))
+    assert found, f"no message files for {lang}"
+    return {p.name: json.loads(p.read_text(encoding="utf-8")) for p in found}
+
+
 def messages(lang: str) -> set[str]:
-    return keys(json.loads((WEB / "locales" / f"{lang}.json").read_text(encoding="utf-8")))
+    merged: dict[str, object] = {}
+    for tree in files(lang).values():
+        merged.update(tree)
+    return keys(merged)
+
+
+def test_each_area_owns_its_top_level_keys() -> None:
+    for lang in ("zh", "en"):
+        owner: dict[str, str] = {}
+        for name, tree in files(lang).items():
+            for top in tree:
+                assert top not in owner, f"{lang}: '{top}' in both {owner.get(top)} and {name}"
+                owner[top] = name
+    assert set(files("zh")) == set(files("en")), "the same files in both languages"
 
 
 def test_both_languages_have_the_same_keys() -> None:

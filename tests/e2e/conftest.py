@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from playwright.sync_api import Browser, sync_playwright
 
 from .peers import (
     AnswerMode,
@@ -155,3 +156,16 @@ def center(request: pytest.FixtureRequest, hotline: HotlineServer) -> Iterator[C
         alive = "running" if code is None else f"exited with {code}"
         print(f"--- hotline ({alive}), {hotline.log_path}, this test's last lines:\n"
               f"{hotline.log_tail(120, since=log_start)}")
+
+
+@pytest.fixture(scope="module")  # (Playwright's sync API runs an event loop while it is open:
+def browser() -> Iterator[Browser]:  # tests after this module use asyncio.run themselves)
+    chromium = shutil.which("chromium")
+    if chromium is None:
+        pytest.fail("chromium is not installed: apt-get install -y chromium (make test does)")
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=chromium, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+            "--disable-background-networking", "--disable-component-update", "--disable-sync"])
+        yield b
+        b.close()

@@ -6,70 +6,12 @@ screens. Screenshots of each screen in both languages are kept in ``artifacts/we
 
 from __future__ import annotations
 
-import os
-import secrets
-import shutil
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
-import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, expect
 
-from .server import CallCenter, Queue, wait_until
-
-ARTIFACTS = Path(os.environ.get("HOTLINE_ARTIFACTS", "artifacts")) / "web"
-SCREEN = {"width": 1366, "height": 768}  # the smallest screen the desktop must fit
-
-
-@pytest.fixture(scope="module")  # (Playwright's sync API runs an event loop while it is open:
-def browser() -> Iterator[Browser]:  # tests after this module use asyncio.run themselves)
-    chromium = shutil.which("chromium")
-    if chromium is None:
-        pytest.fail("chromium is not installed: apt-get install -y chromium (make test does)")
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=chromium, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-            "--disable-background-networking", "--disable-component-update", "--disable-sync"])
-        yield b
-        b.close()
-
-
-def new_page(browser: Browser, lang: str = "zh-CN") -> Page:
-    context = browser.new_context(viewport=SCREEN, locale=lang)
-    page = context.new_page()
-    page.set_default_timeout(10_000)
-    return page
-
-
-def sign_in(page: Page, url: str, username: str, password: str) -> None:
-    page.goto(f"{url}/#/login")
-    page.fill("input[name=username]", username)
-    page.fill("input[name=password]", password)
-    page.click("[data-test=login-submit]")
-
-
-def shoot(page: Page, name: str) -> None:
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    page.mouse.move(0, SCREEN["height"] - 1)  # no hover state in the picture
-    page.wait_for_timeout(400)  # Element Plus's transitions settle
-    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
-
-
-def fits(page: Page) -> bool:
-    """No horizontal scrolling at the page's width (the layout does not break)."""
-    return bool(page.evaluate("document.documentElement.scrollWidth <= window.innerWidth"))
-
-
-def agent_user(center: CallCenter, queue: Queue) -> tuple[str, str, str]:
-    """A new agent of ``queue`` with a user of its own: (agent code, username, password)."""
-    name, password = f"web{secrets.token_hex(3)}", secrets.token_urlsafe(12)
-    center.admin.post("/users", {"username": name, "password": password, "role": "agent"},
-                      expect=201)
-    code = f"W-{name}"
-    center.admin.post("/agents", {"code": code, "user": name, "team": "e2e",
-                                  "skills": {queue.skill: 1}}, expect=201)
-    return code, name, password
+from .browser import agent_user, fits, new_page, shoot, sign_in
+from .server import CallCenter, wait_until
 
 
 def test_an_agent_takes_a_call_from_the_desktop_with_its_screen_pop(

@@ -1,6 +1,12 @@
 import { createI18n } from 'vue-i18n'
-import en from './locales/en.json'
-import zh from './locales/zh.json'
+
+// Each screen's strings live in locales/<lang>/<area>.json; an area owns its top-level keys
+// (tests/test_web_i18n.py checks both languages have the same keys, none defined twice).
+const files = import.meta.glob('./locales/*/*.json', { eager: true, import: 'default' })
+const messages = { zh: {}, en: {} }
+for (const [path, tree] of Object.entries(files)) {
+  Object.assign(messages[path.split('/')[2]], tree)
+}
 
 // The browser's language by default (中文 for any zh-*), the user's choice once made.
 function initial() {
@@ -13,7 +19,7 @@ export const i18n = createI18n({
   legacy: false,
   locale: initial(),
   fallbackLocale: 'en',
-  messages: { zh, en },
+  messages,
   missingWarn: true,
 })
 

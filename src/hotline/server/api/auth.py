@@ -98,6 +98,7 @@ def me(caller: Caller) -> dict[str, Any]:
         "agent": caller.agent,
         "teams": sorted(caller.teams),
         "queues": sorted(caller.queues),
+        "platform": caller.platform_admin,  # manages all tenants
     }
 
 
