@@ -866,6 +866,35 @@ def test_a_supervisor_ending_an_agents_call_is_audited(center: Center) -> None:
     assert mine, "the supervisor's hang-up of an agent's call is not in the audit log"
 
 
+def test_a_supervisors_notice_reaches_the_agents_of_its_teams(center: Center) -> None:
+    """Sup leads team red (alice); bob is in team blue. The notice is pushed to the desktops
+    open now and listed for one opened later, until it is withdrawn."""
+    client = center.server.client
+    with (
+        client.websocket_connect(f"{API}/events?token={center.alice.token}") as alice_ws,
+        client.websocket_connect(f"{API}/events?token={center.bob.token}") as bob_ws,
+    ):
+        ws_receive(alice_ws), ws_receive(bob_ws)  # hello
+        notice = ok(center.sup.post("/notices", json={"text": "系统维护，请先登记回访",
+                                                      "level": "warning"}), 201)
+        assert notice["teams"] == ["red"] and notice["author"] == "sup"
+        pushed = ws_until(alice_ws, lambda m: m["type"] == "notice")[-1]
+        assert (pushed["id"], pushed["text"], pushed["level"]) == (
+            notice["id"], "系统维护，请先登记回访", "warning")
+        everyone = ok(center.admin.post("/notices", json={"text": "all hands"}), 201)
+        got = ws_until(bob_ws, lambda m: m["type"] == "notice")
+        assert [m["id"] for m in got if m["type"] == "notice"] == [everyone["id"]]
+    assert [n["id"] for n in ok(center.alice.get("/notices"))] == [everyone["id"], notice["id"]]
+    assert [n["id"] for n in ok(center.bob.get("/notices"))] == [everyone["id"]]
+    invalid(center.sup.post("/notices", json={"text": "x", "teams": ["blue"]}), "body.teams")
+    invalid(center.sup.post("/notices", json={"text": ""}), "body.text")
+    problem(center.alice.post("/notices", json={"text": "hi"}), 403)
+    problem(center.sup.delete(f"/notices/{everyone['id']}"), 403)  # not its author
+    ok(center.sup.delete(f"/notices/{notice['id']}"), 204)
+    assert [n["id"] for n in ok(center.alice.get("/notices"))] == [everyone["id"]]
+    assert {"notice.post", "notice.withdraw"} <= {e["action"] for e in center.audit()}
+
+
 # ---------------------------------------------------------------------- 7. real-time stats
 def test_realtime_stats_show_waiting_calls_and_agent_states(center: Center) -> None:
     ok(center.alice.post("/agents/A1/login", json={"ready": True}))

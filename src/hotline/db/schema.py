@@ -314,6 +314,22 @@ class AuditEntry(Base):
     detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
 
 
+class Notice(Base):
+    """A supervisor's message to agents (all, or some teams), shown on their desktops until it
+    expires or is withdrawn."""
+
+    __tablename__ = "notices"
+    __table_args__ = (Index("ix_notices_tenant_expires", "tenant_id", "expires_at"),)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    author: Mapped[str] = mapped_column(String(64))
+    text: Mapped[str] = mapped_column(Text)
+    teams: Mapped[list[Any]] = mapped_column(default=list)  # empty: every agent
+    level: Mapped[str] = mapped_column(String(8), default="info")
+    created_at: Mapped[float] = mapped_column(Float)
+    expires_at: Mapped[float] = mapped_column(Float)
+
+
 VOICEMAIL_WHERE = "type = 'voicemail_left'"  # queries must say it literally to use the index
 
 

@@ -23,7 +23,16 @@ from hotline.db.schema import Tenant
 from hotline.events.store import EventStore
 from hotline.media.tts import TtsError
 from hotline.server import problems
-from hotline.server.api import auth, config, control, ivr, realtime, reports, telephony
+from hotline.server.api import (
+    auth,
+    config,
+    control,
+    ivr,
+    notices,
+    realtime,
+    reports,
+    telephony,
+)
 from hotline.server.catalog import ensure_platform, tenant_setup
 from hotline.server.hub import Hub
 from hotline.server.live import LiveCenter
@@ -185,7 +194,7 @@ def create_app(settings: Settings) -> FastAPI:
         redoc_url=None,
     )
     problems.install(app)
-    for module in (auth, config, control, realtime, reports, telephony, ivr):
+    for module in (auth, config, control, realtime, reports, telephony, ivr, notices):
         app.include_router(module.router, prefix=API)
 
     @app.get(f"{API}/health", tags=["health"])

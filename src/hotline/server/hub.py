@@ -114,6 +114,20 @@ class Hub:
                         sub.put(text)
                         self.delivered += 1
 
+    def notice(self, tenant: Tenant, body: dict[str, Any], teams: frozenset[str]) -> None:
+        """A supervisor's notice to the agents of ``teams`` (all when empty), and to whoever
+        watches those teams (so the monitor shows what was sent)."""
+        text = json.dumps(body, ensure_ascii=False)
+        for agent, team in tenant.teams.items():
+            if teams and team not in teams:
+                continue
+            for sub in self._by_agent.get((tenant.id, agent), ()):
+                sub.put(text)
+        for sub in self._by_tenant.get(tenant.id, ()):
+            p = sub.principal
+            if sub.whole or not teams or (p.role == "supervisor" and p.teams & teams):
+                sub.put(text)
+
     def publish_stats(self, tenant: Tenant, now: float) -> None:
         """One ``queue_stats`` tick per second for each watcher: all the queues it sees."""
         watchers = self._by_tenant.get(tenant.id)
