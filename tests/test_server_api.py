@@ -866,6 +866,24 @@ def test_a_supervisor_ending_an_agents_call_is_audited(center: Center) -> None:
     assert mine, "the supervisor's hang-up of an agent's call is not in the audit log"
 
 
+def test_the_screen_pop_shows_the_callers_earlier_calls(center: Center) -> None:
+    ok(center.bob.post("/agents/A2/login", json={"ready": True}))
+    first = center.call("support", number="13911112222")["call"]
+    ok(center.bob.post(f"/calls/{first}/answer"))
+    ok(center.bob.post(f"/calls/{first}/hangup"))
+    ok(center.bob.post("/agents/A2/wrap-up", json={"disposition": "follow_up",
+                                                   "note": "退款申请已登记"}))
+    ok(center.bob.post("/agents/A2/logout", json={}))
+    ok(center.alice.post("/agents/A1/login", json={"ready": True}))
+    again = center.call("sales", number="13911112222")["call"]
+    history = ok(center.alice.get(f"/calls/{again}/history"))  # another agent's call, shown
+    assert [(h["call_id"], h["agent"], h["disposition"], h["note"], h["outcome"])
+            for h in history] == [(first, "A2", "follow_up", "退款申请已登记", "answered")]
+    problem(center.bob.get(f"/calls/{again}/history"), 404)  # not his call
+    anonymous = ok(center.admin.post("/calls", json={"queue": "support"}), 201)["call"]
+    assert ok(center.admin.get(f"/calls/{anonymous}/history")) == []
+
+
 def test_a_supervisors_notice_reaches_the_agents_of_its_teams(center: Center) -> None:
     """Sup leads team red (alice); bob is in team blue. The notice is pushed to the desktops
     open now and listed for one opened later, until it is withdrawn."""

@@ -6,12 +6,18 @@ screens. Screenshots of each screen in both languages are kept in ``artifacts/we
 
 from __future__ import annotations
 
+import secrets
 from typing import Any
 
 from playwright.sync_api import Browser, expect
 
 from .browser import agent_user, fits, new_page, shoot, sign_in
 from .server import CallCenter, wait_until
+
+
+def label(item: dict[str, Any]) -> str:
+    """A configured item's English name, as the screens show it (its code without one)."""
+    return str((item.get("labels") or {}).get("en") or item["code"])
 
 
 def test_an_agent_takes_a_call_from_the_desktop_with_its_screen_pop(
@@ -32,10 +38,12 @@ def test_an_agent_takes_a_call_from_the_desktop_with_its_screen_pop(
     assert center.admin.get(f"/agents/{code}/state")["state"] == "ready"
     shoot(page, "agent-desktop-zh")
 
-    call = center.admin.post("/calls", {"queue": queue.id, "number": "13800000001",
+    number = f"138{secrets.randbelow(10**8):08d}"  # no other test's caller: a first call
+    call = center.admin.post("/calls", {"queue": queue.id, "number": number,
                                         "data": {"name": "张伟", "vip": "1"}}, expect=201)
     pop = page.locator("[data-test=screen-pop]")
-    expect(pop).to_contain_text("13800000001")
+    expect(pop).to_contain_text(number)
+    expect(page.locator("[data-test=history]")).to_contain_text("该号码首次来电")
     expect(page.locator("[data-test=customer]")).to_have_text("张伟")
     expect(page.locator("[data-test=vip]")).to_be_visible()
     expect(page.locator("[data-test=call-state]")).to_have_text("振铃")
@@ -62,6 +70,13 @@ def test_an_agent_takes_a_call_from_the_desktop_with_its_screen_pop(
     page.reload()
     expect(page.locator("[data-test=language] .is-active")).to_contain_text("English")
     expect(page.locator("[data-test=today]")).to_contain_text("1")  # one call answered today
+    # The same customer calls again: the screen-pop shows the earlier call and how it ended.
+    again = center.admin.post("/calls", {"queue": queue.id, "number": number}, expect=201)
+    history = page.locator("[data-test=history]")
+    expect(history).to_contain_text(code)
+    expect(history).to_contain_text(label(center.admin.get(f"/dispositions/{disposition}")))
+    shoot(page, "agent-screen-pop-history-en")
+    center.admin.post(f"/calls/{again['call']}/abandon")
     page.context.close()
 
 

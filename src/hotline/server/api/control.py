@@ -9,11 +9,13 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
 from fastapi.concurrency import run_in_threadpool
 from pydantic import Field
+from sqlalchemy import select
 
 from hotline.acd.engine import WRAP_UP, ACDError
+from hotline.db.schema import CallRecord
 from hotline.events.types import CallDisposed
 from hotline.server.catalog import Code, Model
 from hotline.server.live import Tenant
@@ -295,6 +297,34 @@ async def list_calls(
 async def get_call(call_id: str, caller: Caller, state: State) -> dict[str, Any]:
     _, info = _call(state, caller, call_id)
     return info
+
+
+@router.get("/calls/{call_id}/history")
+async def caller_history(call_id: str, caller: Caller, state: State,
+                         limit: int = Query(10, ge=1, le=100)) -> list[dict[str, Any]]:
+    """The screen-pop's history: this caller's earlier calls to the tenant (any agent's),
+    newest first, for whoever may see the call. Anonymous callers have none."""
+    _, info = _call(state, caller, call_id)
+    number = info["number"]
+    if not number:
+        return []
+
+    def read() -> list[dict[str, Any]]:
+        with state.sessions() as db:
+            rows = db.scalars(
+                select(CallRecord)
+                .where(CallRecord.tenant_id == caller.tenant_id, CallRecord.number == number,
+                       CallRecord.call_id != call_id)
+                .order_by(CallRecord.arrived_at.desc(), CallRecord.id.desc())
+                .limit(limit)
+            )
+            return [{f: getattr(r, f) for f in HISTORY_FIELDS} for r in rows]
+
+    return await run_in_threadpool(read)
+
+
+HISTORY_FIELDS = ("call_id", "direction", "final_queue", "arrived_at", "agent", "talk",
+                  "outcome", "disposition", "note")
 
 
 @router.post("/calls", status_code=201)
