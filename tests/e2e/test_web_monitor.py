@@ -100,3 +100,20 @@ def test_a_supervisor_watches_the_floor_and_acts_on_it(
     center.admin.post(f"/agents/{code}/logout", {})
     page.context.close()
     desk.context.close()
+
+
+def test_the_demo_supervisor_sees_every_agent_they_lead_on_the_live_floor(
+    center: CallCenter, browser: Browser,
+) -> None:
+    teams = set(center.admin.get("/users/supervisor")["teams"])
+    led = [a["code"] for a in center.admin.get("/agents") if a["team"] in teams]
+    assert led, "the demo's supervisor leads the demo's agents"
+    for lang in ("zh-CN", "en-US"):
+        page = new_page(browser, lang)
+        sign_in(page, center.server.url, "supervisor", center.server.password)
+        expect(page.locator("[data-agent]")).to_have_count(len(led))
+        for code in led[:3]:
+            expect(page.locator(f"[data-agent='{code}']")).to_be_visible()
+        assert fits(page)
+        shoot(page, f"monitor-floor-{lang[:2]}")
+        page.context.close()
