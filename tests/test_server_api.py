@@ -349,6 +349,7 @@ def test_credentials_are_required_and_logout_revokes_the_token(server: Server) -
         "agent": None,
         "teams": [],
         "queues": [],
+        "platform": True,  # the platform's admins manage all tenants (the screens show it)
     }
     ok(admin.post("/auth/logout"), 204)
     problem(admin.get("/me"), 401)

@@ -52,3 +52,23 @@ def agent_user(center: CallCenter, queue: Queue) -> tuple[str, str, str]:
     return code, name, password
 
 
+
+
+UNLABELLED = """() => [
+  ...document.querySelectorAll('button, input, select, textarea, [role=button]')]
+  .filter((el) => el.offsetParent !== null && el.type !== 'hidden'
+    && !el.closest('[aria-hidden=true]'))
+  .filter((el) => {
+    const text = (e) => (e?.textContent || '').trim()
+    const by = (el.getAttribute('aria-labelledby') || '').split(' ')
+    const named = el.getAttribute('aria-label') || el.getAttribute('title')
+      || el.getAttribute('placeholder') || [...(el.labels || [])].some(text) || text(el)
+      || by.some((id) => text(document.getElementById(id)))
+    return !named
+  })
+  .map((el) => el.outerHTML.slice(0, 160))"""
+
+
+def unlabelled(page: Page) -> list[str]:
+    """Visible controls a screen reader could not name (no label, aria-label, title, text)."""
+    return list(page.evaluate(UNLABELLED))

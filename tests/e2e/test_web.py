@@ -11,7 +11,7 @@ from typing import Any
 
 from playwright.sync_api import Browser, expect
 
-from .browser import agent_user, fits, new_page, shoot, sign_in
+from .browser import agent_user, fits, new_page, shoot, sign_in, unlabelled
 from .server import CallCenter, wait_until
 
 
@@ -56,6 +56,7 @@ def test_an_agent_takes_a_call_from_the_desktop_with_its_screen_pop(
     expect(state).to_contain_text("On a call")
     expect(page.locator("[data-test=language] .is-active")).to_contain_text("English")
     assert fits(page)
+    assert unlabelled(page) == []
     shoot(page, "agent-on-call-en")
     page.click("[data-test=hangup]")
     expect(state).to_contain_text("Wrap-up")

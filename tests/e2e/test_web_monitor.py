@@ -10,7 +10,7 @@ import time
 
 from playwright.sync_api import Browser, expect
 
-from .browser import agent_user, fits, new_page, shoot, sign_in
+from .browser import agent_user, fits, new_page, shoot, sign_in, unlabelled
 from .server import CallCenter, Queue, wait_until
 
 
@@ -59,6 +59,7 @@ def test_a_supervisor_watches_the_floor_and_acts_on_it(
     expect(page.locator("[data-test=alerts]")).to_contain_text("VIP")
     expect(page.locator(f"[data-queue='{queue.id}']")).to_be_visible()
     assert fits(page)
+    assert unlabelled(page) == []
     shoot(page, "monitor-zh")
 
     # Move it to the other queue.
@@ -95,6 +96,7 @@ def test_a_supervisor_watches_the_floor_and_acts_on_it(
     page.click("[data-test=language] >> text=English")
     expect(tile.locator("[data-field=state]")).to_have_text("Ready")
     assert fits(page)
+    assert unlabelled(page) == []
     shoot(page, "monitor-en")
     center.admin.post(f"/calls/{call}/abandon")
     center.admin.post(f"/agents/{code}/logout", {})
@@ -115,5 +117,6 @@ def test_the_demo_supervisor_sees_every_agent_they_lead_on_the_live_floor(
         for code in led[:3]:
             expect(page.locator(f"[data-agent='{code}']")).to_be_visible()
         assert fits(page)
+        assert unlabelled(page) == []
         shoot(page, f"monitor-floor-{lang[:2]}")
         page.context.close()

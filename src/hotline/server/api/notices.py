@@ -6,9 +6,10 @@ expires or its author withdraws it."""
 from __future__ import annotations
 
 import time
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter
+from fastapi import Path as PathParam
 from fastapi.concurrency import run_in_threadpool
 from pydantic import Field
 from sqlalchemy import select
@@ -111,7 +112,9 @@ async def list_notices(caller: Caller, state: State) -> list[dict[str, Any]]:
 
 
 @router.delete("/notices/{notice_id}", status_code=204)
-async def withdraw_notice(notice_id: int, caller: Supervisor, state: State) -> None:
+async def withdraw_notice(
+    notice_id: Annotated[int, PathParam(ge=1, le=2**62)], caller: Supervisor, state: State
+) -> None:
     """Its author or an admin takes it down; desktops drop it (``notice_withdrawn``)."""
     tenant = _tenant(state, caller)
 
