@@ -69,3 +69,28 @@ export function stream(onMessage) {
     ws?.close()
   }
 }
+
+// A file from the API as the signed-in user (exports, recordings): {blob, filename}, the
+// file name as the server gives it. Errors throw ApiError as api() does.
+export async function fetchFile(path) {
+  const r = await fetch(BASE + path, { headers: token() ? { Authorization: `Bearer ${token()}` } : {} })
+  if (!r.ok) {
+    const data = r.headers.get('content-type')?.includes('json') ? await r.json() : null
+    if (r.status === 401) signOut()
+    throw new ApiError(r.status, data)
+  }
+  const name = /filename="?([^";]+)"?/.exec(r.headers.get('content-disposition') || '')
+  return { blob: await r.blob(), filename: name ? name[1] : null }
+}
+
+// Saves a file from the API under the server's name (a plain link could not send the token).
+export async function download(path) {
+  const { blob, filename } = await fetchFile(path)
+  const url = URL.createObjectURL(blob)
+  const a = Object.assign(document.createElement('a'), { href: url, download: filename || 'download' })
+  document.body.append(a)
+  a.click()
+  a.remove()
+  setTimeout(() => URL.revokeObjectURL(url), 10000)
+  return filename
+}

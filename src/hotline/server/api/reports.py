@@ -3,8 +3,6 @@ metrics module, the same code as the simulator's reports), and call detail recor
 
 from __future__ import annotations
 
-import csv
-import io
 import math
 from dataclasses import dataclass
 from datetime import datetime
@@ -12,18 +10,20 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 from sqlalchemy import ColumnElement, func, or_, select
 
 from hotline.cms.metrics import Metrics, ServiceLevelConfig, Tally
 from hotline.db.schema import Agent, CallRecord
 from hotline.server.api.control import _tenant
+from hotline.server.export import table
 from hotline.server.problems import forbidden, invalid
 from hotline.server.security import Principal
 from hotline.server.state import DB, Caller, ServerState, State
 
 router = APIRouter(tags=["reports"])
-INTERVALS = {"15m": 900.0, "30m": 1800.0, "60m": 3600.0}
+INTERVALS = {"15m": 900.0, "30m": 1800.0, "60m": 3600.0, "1d": 86400.0}
+Format = Literal["json", "csv", "xlsx"]
 MAX_SPAN = 93 * 86400.0
 
 
@@ -58,6 +58,11 @@ def _iso(t: float) -> str:
     return datetime.fromtimestamp(t).astimezone().isoformat(timespec="seconds")
 
 
+def _filename(name: str, t0: float, t1: float) -> str:
+    """``queues-20250301-0000-20250302-0000``: the report and its range, in local time."""
+    return "-".join([name, *(datetime.fromtimestamp(t).strftime("%Y%m%d-%H%M") for t in (t0, t1))])
+
+
 QUEUE_COLUMNS = ["interval_start", "queue", *Tally().kpis(ServiceLevelConfig())]
 AGENT_COLUMNS = [
     "interval_start",
@@ -77,22 +82,6 @@ AGENT_COLUMNS = [
 ]
 
 
-def _respond(rows: list[dict[str, Any]], fmt: str, name: str, columns: list[str]) -> Any:
-    """Rendered here, on a worker thread: a big report must not stall the event loop."""
-    if fmt == "json":
-        return JSONResponse({"columns": columns, "rows": rows})
-    out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=columns)
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({k: "" if v is None else v for k, v in row.items()})
-    return Response(
-        out.getvalue(),
-        media_type="text/csv; charset=utf-8",
-        headers={"Content-Disposition": f'attachment; filename="{name}.csv"'},
-    )
-
-
 def _metrics(state: ServerState, caller: Principal, t0: float, step: float) -> Metrics:
     tenant = _tenant(state, caller)
     return Metrics(ServiceLevelConfig(), tenant.service_levels, interval=step, origin=t0)
@@ -100,7 +89,8 @@ def _metrics(state: ServerState, caller: Principal, t0: float, step: float) -> M
 
 @dataclass
 class ReportQuery:
-    """The query every interval report takes: ``[from, to)``, interval length, format."""
+    """The query every interval report takes: ``[from, to)``, interval length (``1d``: 24 hours
+    from ``from``), format."""
 
     start: float
     end: float
@@ -111,8 +101,8 @@ class ReportQuery:
 def report_query(
     from_: str = Query(..., alias="from"),
     to: str = Query(...),
-    interval: Literal["15m", "30m", "60m"] = "30m",
-    format: Literal["json", "csv"] = "json",
+    interval: Literal["15m", "30m", "60m", "1d"] = "30m",
+    format: Format = "json",
 ) -> ReportQuery:
     t0, t1 = _span(from_, to)
     return ReportQuery(t0, t1, INTERVALS[interval], format)
@@ -122,7 +112,12 @@ Report = Annotated[ReportQuery, Depends(report_query)]
 
 
 @router.get("/reports/queues")
-async def queue_report(caller: Caller, state: State, query: Report) -> Any:
+async def queue_report(
+    caller: Caller,
+    state: State,
+    query: Report,
+    queue: str | None = Query(None, max_length=64, description="this queue only"),
+) -> Any:
     if caller.role == "agent":
         raise forbidden("queue reports are for supervisors, QA, planners and admins")
     t0, t1 = query.start, query.end
@@ -134,11 +129,14 @@ async def queue_report(caller: Caller, state: State, query: Report) -> Any:
         for row in metrics.intervals():
             if caller.role == "supervisor" and row["queue"] not in caller.queues:
                 continue
+            if queue is not None and row["queue"] != queue:
+                continue
             rows.append({"interval_start": _iso(row.pop("start")), **row})
         return rows
 
     rows = await run_in_threadpool(compute)
-    return await run_in_threadpool(_respond, rows, query.format, "queues", QUEUE_COLUMNS)
+    name = _filename("queues", t0, t1)
+    return await run_in_threadpool(table, rows, query.format, name, QUEUE_COLUMNS)
 
 
 _AGENT_CUMULATIVE = (
@@ -156,7 +154,12 @@ _AGENT_CUMULATIVE = (
 
 
 @router.get("/reports/agents")
-async def agent_report(caller: Caller, state: State, query: Report) -> Any:
+async def agent_report(
+    caller: Caller,
+    state: State,
+    query: Report,
+    agent: str | None = Query(None, max_length=64, description="this agent only"),
+) -> Any:
     """Per agent and interval: calls answered, talk, logged-in and not-ready time, occupancy.
     Agents get their own rows only."""
     t0, t1 = query.start, min(query.end, state.center.clock())
@@ -164,11 +167,13 @@ async def agent_report(caller: Caller, state: State, query: Report) -> Any:
     tenant = _tenant(state, caller)
     metrics = _metrics(state, caller, t0, step)
 
-    def visible(agent: str) -> bool:
+    def visible(code: str) -> bool:
+        if agent is not None and code != agent:
+            return False
         if caller.role == "agent":
-            return agent == caller.agent
+            return code == caller.agent
         if caller.role == "supervisor":
-            return tenant.teams.get(agent) in caller.teams
+            return tenant.teams.get(code) in caller.teams
         return True
 
     def compute() -> list[dict[str, Any]]:
@@ -178,16 +183,16 @@ async def agent_report(caller: Caller, state: State, query: Report) -> Any:
 
         def close(start: float, end: float) -> None:
             current = metrics.agents(now=end)
-            for agent, figures in sorted(current.items()):
-                before = previous.get(agent, {})
+            for code, figures in sorted(current.items()):
+                before = previous.get(code, {})
                 diff = {k: figures[k] - before.get(k, 0) for k in _AGENT_CUMULATIVE}
-                if visible(agent) and any(diff.values()):
+                if visible(code) and any(diff.values()):
                     staffed = diff["staffed_time"]
                     rows.append(
                         {
                             "interval_start": _iso(start),
-                            "agent": agent,
-                            "team": tenant.teams.get(agent),
+                            "agent": code,
+                            "team": tenant.teams.get(code),
                             **diff,
                             "occupancy": diff["occupied_time"] / staffed if staffed else None,
                         }
@@ -207,7 +212,8 @@ async def agent_report(caller: Caller, state: State, query: Report) -> Any:
         return rows
 
     rows = await run_in_threadpool(compute)
-    return await run_in_threadpool(_respond, rows, query.format, "agents", AGENT_COLUMNS)
+    name = _filename("agents", query.start, query.end)
+    return await run_in_threadpool(table, rows, query.format, name, AGENT_COLUMNS)
 
 
 def supervised_calls(caller: Principal) -> ColumnElement[bool]:
@@ -219,7 +225,32 @@ def supervised_calls(caller: Principal) -> ColumnElement[bool]:
     return or_(CallRecord.final_queue.in_(sorted(caller.queues)), CallRecord.agent.in_(team_agents))
 
 
-@router.get("/cdrs")
+CDR_COLUMNS = [
+    "call_id",
+    "direction",
+    "queue",
+    "final_queue",
+    "number",
+    "caller",
+    "arrived_at",
+    "answered_at",
+    "ended_at",
+    "agent",
+    "wait",
+    "talk",
+    "hold",
+    "wrap",
+    "outcome",
+    "cause",
+    "disposition",
+    "note",
+    "transferred_from",
+    "recording",
+]
+EXPORT_LIMIT = 100_000  # CDRs in one CSV or Excel file
+
+
+@router.get("/cdrs", response_model=None)
 def cdrs(
     caller: Caller,
     db: DB,
@@ -233,9 +264,11 @@ def cdrs(
     direction: Literal["inbound", "outbound"] | None = None,
     page: int = Query(1, ge=1, le=100000),
     page_size: int = Query(50, ge=1, le=1000),
-) -> dict[str, Any]:
+    format: Format = "json",
+) -> dict[str, Any] | Response:
     """Call detail records, newest first. Agents see their own calls; supervisors those of
-    their queues and teams. ``recording`` tells whether ``/calls/{id}/recording`` has one."""
+    their queues and teams. ``recording`` tells whether ``/calls/{id}/recording`` has one.
+    ``format=csv|xlsx``: every matching call in one file (no paging), up to 100,000."""
     query = select(CallRecord).where(CallRecord.tenant_id == caller.tenant_id)
     if from_ is not None:
         query = query.where(CallRecord.arrived_at >= _when(from_, "from"))
@@ -255,39 +288,16 @@ def cdrs(
         query = query.where(CallRecord.agent == (caller.agent or ""))
     elif caller.role == "supervisor":
         query = query.where(supervised_calls(caller))
-    total = db.scalar(select(func.count()).select_from(query.subquery()))
-    rows = db.scalars(
-        query.order_by(CallRecord.arrived_at.desc(), CallRecord.id.desc())
-        .offset((page - 1) * page_size)
-        .limit(page_size)
-    )
-    fields = (
-        "call_id",
-        "direction",
-        "queue",
-        "final_queue",
-        "number",
-        "caller",
-        "arrived_at",
-        "answered_at",
-        "ended_at",
-        "agent",
-        "wait",
-        "talk",
-        "hold",
-        "wrap",
-        "outcome",
-        "cause",
-        "disposition",
-        "note",
-        "transferred_from",
-    )
-    return {
-        "total": total,
-        "page": page,
-        "page_size": page_size,
-        "items": [
-            {**{f: getattr(r, f) for f in fields}, "recording": r.recording is not None}
-            for r in rows
-        ],
-    }
+    total = db.scalar(select(func.count()).select_from(query.subquery())) or 0
+    query = query.order_by(CallRecord.arrived_at.desc(), CallRecord.id.desc())
+    if format == "json":
+        query = query.offset((page - 1) * page_size).limit(page_size)
+    elif total > EXPORT_LIMIT:
+        raise invalid("query.from", f"{total} calls: at most {EXPORT_LIMIT} per file")
+    items = [
+        {**{f: getattr(r, f) for f in CDR_COLUMNS[:-1]}, "recording": r.recording is not None}
+        for r in db.scalars(query)
+    ]
+    if format != "json":
+        return table(items, format, "cdrs", CDR_COLUMNS)
+    return {"total": total, "page": page, "page_size": page_size, "items": items}
