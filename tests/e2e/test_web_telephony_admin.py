@@ -55,6 +55,7 @@ def test_an_admin_builds_an_ivr_flow_in_the_structured_editor(
 ) -> None:
     queue = center.queue()
     code = f"e2e-flow-{secrets.token_hex(3)}"
+    demo = center.admin.get("/ivr/flows/hotline")
     page = admin_page(browser, center, "zh-CN", "ivr")
     expect(page.locator("[data-test=flow-table]")).to_contain_text("演示热线")  # the demo's flow
     assert fits(page)
@@ -122,6 +123,12 @@ def test_an_admin_builds_an_ivr_flow_in_the_structured_editor(
     page.context.close()
 
     page = admin_page(browser, center, "en-US", "ivr")
+    page.click("[data-test=edit-flow-hotline]")  # the editor keeps all of a flow it did not change
+    expect(page.locator("[data-test=node-general]")).to_be_visible()
+    page.click("[data-test=save-flow]")
+    expect(page.locator(".el-message--success", has_text="No change")).to_be_visible()
+    assert center.admin.get("/ivr/flows/hotline")["version"] == demo["version"]
+    page.click("[data-test=back]")
     page.click(f"[data-test=edit-flow-{code}]")
     expect(page.locator("[data-test=node-main]")).to_contain_text("Menu")
     page.click("[data-test=node-main] .el-collapse-item__header")

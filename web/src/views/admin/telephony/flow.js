@@ -54,6 +54,12 @@ export function exits(n) {
   return [...new Set(out)]
 }
 
+// Where a node hands the call outside the flow (a queue, mailbox, agent or number).
+export function destination(n) {
+  const d = n.data
+  return d.queue || d.mailbox || d.agent || d.extension || d.number || ''
+}
+
 export function renameTargets(nodes, from, to) {
   for (const n of nodes) {
     for (const f of TYPES[n.type]) {
