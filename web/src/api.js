@@ -21,21 +21,35 @@ export function session() {
   return raw ? JSON.parse(raw) : null
 }
 
-export async function api(method, path, body) {
-  const headers = { Accept: 'application/json' }
+// A Blob body (a file) is sent as it is, with its own type; anything else as JSON.
+async function request(method, path, body, accept) {
+  const headers = { Accept: accept }
   if (token()) headers.Authorization = `Bearer ${token()}`
-  if (body !== undefined) headers['Content-Type'] = 'application/json'
+  const raw = body instanceof Blob
+  if (body !== undefined) headers['Content-Type'] = raw ? body.type || 'application/octet-stream' : 'application/json'
   const r = await fetch(BASE + path, {
     method,
     headers,
-    body: body === undefined ? undefined : JSON.stringify(body),
+    body: body === undefined || raw ? body : JSON.stringify(body),
   })
-  const data = r.headers.get('content-type')?.includes('json') ? await r.json() : null
   if (!r.ok) {
+    const data = r.headers.get('content-type')?.includes('json') ? await r.json() : null
     if (r.status === 401 && path !== '/auth/login') signOut()
     throw new ApiError(r.status, data)
   }
-  return data
+  return r
+}
+
+export async function api(method, path, body) {
+  const r = await request(method, path, body, 'application/json')
+  // 204 (a DELETE) has no body, though it may still name JSON as its type
+  return r.status !== 204 && r.headers.get('content-type')?.includes('json') ? await r.json() : null
+}
+
+// What the API serves that is not JSON (a prompt's audio), for a Blob URL: an <audio> or a
+// link cannot send the bearer token themselves.
+export async function download(path) {
+  return (await request('GET', path, undefined, '*/*')).blob()
 }
 
 export async function signIn(tenant, username, password) {
