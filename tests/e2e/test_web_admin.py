@@ -143,6 +143,8 @@ def test_an_admin_sets_up_a_skill_a_queue_and_an_agent_through_the_screens(
     choose(page, "f-skills-skill-0", f"({skill})")
     fill(page, "f-skills-level-0", "5")
     page.keyboard.press("Tab")
+    assert fits(page)
+    shoot(page, "admin-agent-form-zh")
     save(page)
     saved(page)
     expect(page.locator(f"[data-test=skills-{agent}]")).to_contain_text("测试技能 · 5")
@@ -229,6 +231,9 @@ def test_users_get_roles_watched_queues_and_new_passwords(
     save(page)
     expect(error_of(page, "item-password")).to_contain_text("至少 8 个字符")
     fill(page, "f-password", "Supervisor-1")
+    expect(error_of(page, "item-password")).to_have_count(0)  # gone once the value changes
+    assert fits(page)
+    shoot(page, "admin-user-form-zh")
     save(page)
     saved(page)
     expect(page.locator(f"[data-test=role-{name}]")).to_have_text("班长")

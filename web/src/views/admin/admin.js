@@ -1,4 +1,4 @@
-import { reactive, ref } from 'vue'
+import { reactive, ref, watch } from 'vue'
 import { ElMessage, ElMessageBox } from 'element-plus'
 import { i18n } from '../../i18n.js'
 
@@ -9,10 +9,18 @@ const t = (...args) => i18n.global.t(...args)
 // an error on a deeper path ('skills.sales', 'weekly.mon.0.1') goes to the closest item,
 // one no item shows (e.g. a rule across fields) to the form's top. `items` may be a function
 // for forms whose items come and go (list rows). `key`: the item naming the record, under
-// which a conflict with an existing one is shown.
-export function useServerErrors(items, key = 'code') {
+// which a conflict with an existing one is shown. Given the `form`, an item's error goes once
+// the person changes its value (when the form names it as the server does).
+export function useServerErrors(items, key = 'code', form = null) {
   const errors = reactive({})
   const general = ref('')
+  let shown = {}
+  const valueAt = (path) => JSON.stringify(path.split('.').reduce((v, k) => v?.[k], form))
+  if (form) {
+    watch(form, () => {
+      for (const item of Object.keys(errors)) if (valueAt(item) !== shown[item]) delete errors[item]
+    }, { deep: true })
+  }
 
   function clear() {
     for (const key of Object.keys(errors)) delete errors[key]
@@ -24,6 +32,7 @@ export function useServerErrors(items, key = 'code') {
     const fields = Object.entries(err.fields || {})
     if (err.status === 409 && /already exists/.test(err.message)) {
       errors[key] = t('admin.errors.exists')
+      if (form) shown = { [key]: valueAt(key) }
       return
     }
     if (!fields.length) {
@@ -40,6 +49,7 @@ export function useServerErrors(items, key = 'code') {
       else rest.push(field ? `${field}: ${text}` : text)
     }
     general.value = rest.join('; ')
+    if (form) shown = Object.fromEntries(Object.keys(errors).map((item) => [item, valueAt(item)]))
   }
 
   return { errors, general, clear, show }
