@@ -46,12 +46,6 @@ export async function api(method, path, body) {
   return r.status !== 204 && r.headers.get('content-type')?.includes('json') ? await r.json() : null
 }
 
-// What the API serves that is not JSON (a prompt's audio), for a Blob URL: an <audio> or a
-// link cannot send the bearer token themselves.
-export async function download(path) {
-  return (await request('GET', path, undefined, '*/*')).blob()
-}
-
 export async function signIn(tenant, username, password) {
   const me = await api('POST', '/auth/login', { tenant, username, password })
   sessionStorage.setItem('hotline.token', me.token)
@@ -84,15 +78,11 @@ export function stream(onMessage) {
   }
 }
 
-// A file from the API as the signed-in user (exports, recordings): {blob, filename}, the
-// file name as the server gives it. Errors throw ApiError as api() does.
+// A file from the API as the signed-in user (exports, recordings, prompts' audio) for a
+// Blob URL, as an <audio> or a link cannot send the bearer token themselves: {blob,
+// filename}, the file name as the server gives it. Errors throw ApiError as api() does.
 export async function fetchFile(path) {
-  const r = await fetch(BASE + path, { headers: token() ? { Authorization: `Bearer ${token()}` } : {} })
-  if (!r.ok) {
-    const data = r.headers.get('content-type')?.includes('json') ? await r.json() : null
-    if (r.status === 401) signOut()
-    throw new ApiError(r.status, data)
-  }
+  const r = await request('GET', path, undefined, '*/*')
   const name = /filename="?([^";]+)"?/.exec(r.headers.get('content-disposition') || '')
   return { blob: await r.blob(), filename: name ? name[1] : null }
 }
