@@ -12,7 +12,7 @@ import secrets
 import httpx
 from playwright.sync_api import Browser, Locator, Page, expect
 
-from .browser import agent_user, fits, new_page, shoot, sign_in
+from .browser import agent_user, fits, new_page, shoot, sign_in, unlabelled
 from .server import API, CallCenter, wait_until
 
 PAGES = ("users", "agents", "skills", "queues", "reasons", "dispositions", "hours")
@@ -119,6 +119,7 @@ def test_an_admin_sets_up_a_skill_a_queue_and_an_agent_through_the_screens(
     dialog(page).locator("[data-test=f-own_sl]").click()
     fill(page, "f-sl_threshold", "30s")
     assert fits(page)
+    assert unlabelled(page) == []
     shoot(page, "admin-queue-form-zh")
     save(page)
     saved(page)
@@ -144,6 +145,7 @@ def test_an_admin_sets_up_a_skill_a_queue_and_an_agent_through_the_screens(
     fill(page, "f-skills-level-0", "5")
     page.keyboard.press("Tab")
     assert fits(page)
+    assert unlabelled(page) == []
     shoot(page, "admin-agent-form-zh")
     save(page)
     saved(page)
@@ -233,6 +235,7 @@ def test_users_get_roles_watched_queues_and_new_passwords(
     fill(page, "f-password", "Supervisor-1")
     expect(error_of(page, "item-password")).to_have_count(0)  # gone once the value changes
     assert fits(page)
+    assert unlabelled(page) == []
     shoot(page, "admin-user-form-zh")
     save(page)
     saved(page)
@@ -281,6 +284,7 @@ def test_business_hours_are_edited_as_a_week_and_holidays(
     page.keyboard.press("Enter")
     fill(page, "f-holiday-name-0", "国庆节")
     assert fits(page)
+    assert unlabelled(page) == []
     shoot(page, "admin-hours-form-zh")
     save(page)
     saved(page)
@@ -313,6 +317,7 @@ def test_a_platform_admin_creates_and_deletes_a_tenant(
     fill(page, "f-admin-username", "boss")
     fill(page, "f-admin-password", "Tenant-admin-1")
     assert fits(page)
+    assert unlabelled(page) == []
     shoot(page, "admin-tenant-form-en")
     save(page)
     saved(page)
@@ -323,6 +328,7 @@ def test_a_platform_admin_creates_and_deletes_a_tenant(
     for lang, name in (("en", "tenants-en"), ("zh", "tenants-zh")):
         page.click(f"[data-test=language] >> text={'English' if lang == 'en' else '中文'}")
         assert fits(page)
+        assert unlabelled(page) == []
         shoot(page, f"admin-{name}")
     page.click(f"[data-test=delete-{slug}]")
     page.locator(".el-message-box button", has_text="删除").click()
@@ -341,6 +347,7 @@ def test_every_admin_screen_fits_in_both_languages(center: CallCenter, browser: 
             open_admin(page, center, name)
             expect(page.locator(".el-table__row").first).to_be_visible()  # the demo's data
             assert fits(page), name
+            assert unlabelled(page) == [], name
             shoot(page, f"admin-{name}-{lang[:2]}")
         open_admin(page, center, "queues")
         expect(page.locator(".adm-head h2")).to_have_text(heading)
@@ -348,5 +355,6 @@ def test_every_admin_screen_fits_in_both_languages(center: CallCenter, browser: 
         for tab in ("routing", "waiting"):
             page.click(f"[data-test=tab-{tab}]")
             assert fits(page)
+            assert unlabelled(page) == []
             shoot(page, f"admin-queue-{tab}-{lang[:2]}")
         page.context.close()

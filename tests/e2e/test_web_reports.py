@@ -17,7 +17,7 @@ from typing import Any
 from openpyxl import load_workbook
 from playwright.sync_api import Browser, Page, expect
 
-from .browser import agent_user, fits, new_page, shoot, sign_in
+from .browser import agent_user, fits, new_page, shoot, sign_in, unlabelled
 from .peers import PhoneFactory
 from .server import CallCenter, Queue, agent_phone, wait_until
 
@@ -98,6 +98,7 @@ def test_the_queue_report_shows_and_exports_what_the_api_reports(
     expect(totals.nth(0)).to_have_text("合计")
     expect(totals.nth(2)).to_have_text("2")  # offered, after interval and queue
     assert fits(page)
+    assert unlabelled(page) == []
     shoot(page, "reports-queues-zh")
 
     # the files hold the same rows as the report
@@ -127,10 +128,12 @@ def test_the_queue_report_shows_and_exports_what_the_api_reports(
     expect(page.locator("h1")).to_have_text("Interval reports")
     expect(page.locator("[data-test=report-table] thead")).to_contain_text("Service level")
     assert fits(page)
+    assert unlabelled(page) == []
     shoot(page, "reports-queues-en")
     page.click("[data-test=by-agent]")
     expect(page.locator("[data-test=report-table] thead")).to_contain_text("Occupancy")
     assert fits(page)
+    assert unlabelled(page) == []
     shoot(page, "reports-agents-en")
     page.context.close()
 
@@ -165,6 +168,7 @@ def test_call_records_find_a_call_by_number_and_play_its_recording(
     expect(rows.locator("[data-field=agent]")).to_have_text(agent.code)
     expect(rows.locator("[data-field=talk]")).to_have_text(duration(cdr["talk"]))
     assert fits(page)
+    assert unlabelled(page) == []
     shoot(page, "cdrs-en")
 
     rows.locator("[data-test=play]").click()
@@ -183,6 +187,7 @@ def test_call_records_find_a_call_by_number_and_play_its_recording(
     expect(page.locator("h1")).to_have_text("通话记录")
     expect(rows.locator("[data-field=outcome]")).to_have_text("已接通")
     assert fits(page)
+    assert unlabelled(page) == []
     shoot(page, "cdrs-zh")
     page.context.close()
 

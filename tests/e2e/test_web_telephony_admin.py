@@ -14,7 +14,7 @@ import wave
 import numpy as np
 from playwright.sync_api import Browser, Locator, Page, expect
 
-from .browser import fits, new_page, shoot, sign_in
+from .browser import fits, new_page, shoot, sign_in, unlabelled
 from .server import CallCenter
 
 
@@ -59,6 +59,7 @@ def test_an_admin_builds_an_ivr_flow_in_the_structured_editor(
     page = admin_page(browser, center, "zh-CN", "ivr")
     expect(page.locator("[data-test=flow-table]")).to_contain_text("演示热线")  # the demo's flow
     assert fits(page)
+    assert unlabelled(page) == []
     shoot(page, "admin-ivr-zh")
 
     page.click("[data-test=new-flow]")
@@ -97,6 +98,7 @@ def test_an_admin_builds_an_ivr_flow_in_the_structured_editor(
     expect(page.locator("[data-test=node-error-main]")).to_have_count(0)
     assert center.admin.get(f"/ivr/flows/{code}")["version"] == 1
     assert fits(page)
+    assert unlabelled(page) == []
     shoot(page, "admin-ivr-editor-errors-zh")
     page.click("[data-test=remove-bye]")
 
@@ -134,6 +136,7 @@ def test_an_admin_builds_an_ivr_flow_in_the_structured_editor(
     page.click("[data-test=node-main] .el-collapse-item__header")
     expect(page.locator("[data-test=node-form-main]")).to_be_visible()
     assert fits(page)
+    assert unlabelled(page) == []
     shoot(page, "admin-ivr-editor-en")
     page.click("[data-test=back]")
     page.click(f"[data-test=delete-flow-{code}]")
@@ -179,6 +182,7 @@ def test_an_admin_speaks_uploads_and_plays_back_prompts(
     duration = page.evaluate("document.querySelector('[data-test=prompt-audio]').duration")
     assert abs(duration - 1.5) < 0.05  # what the server keeps: the 1.5 s uploaded
     assert fits(page)
+    assert unlabelled(page) == []
     shoot(page, "admin-prompts-zh")
     page.context.close()
 
@@ -192,6 +196,7 @@ def test_an_admin_speaks_uploads_and_plays_back_prompts(
     assert center.admin.get(f"/ivr/prompts/{code}")["zh"]["source"] == "tts"
     page.locator("[data-test=upload-dialog] .el-dialog__headerbtn").click()
     assert fits(page)
+    assert unlabelled(page) == []
     shoot(page, "admin-prompts-en")
     page.click(f"[data-test=delete-prompt-{code}]")
     confirm(page)
@@ -234,6 +239,7 @@ def test_an_admin_creates_a_trunk_and_a_number_route(
     assert center.admin.get(f"/trunks/{code}")["auth"] == "ip+digest"
     assert password not in page.content()
     assert fits(page)
+    assert unlabelled(page) == []
     shoot(page, "admin-trunks-en")
     page.goto(f"{center.server.url}/#/admin/routes")
     did = f"63{secrets.randbelow(10**6):06d}"
@@ -247,6 +253,7 @@ def test_an_admin_creates_a_trunk_and_a_number_route(
     route = center.admin.get(f"/routes/{did}")
     assert (route["queue"], route["flow"], route["language"]) == (queue.id, None, "en")
     assert fits(page)
+    assert unlabelled(page) == []
     shoot(page, "admin-routes-en")
     page.context.close()
 
@@ -266,6 +273,7 @@ def test_an_admin_creates_a_trunk_and_a_number_route(
     page.goto(f"{center.server.url}/#/admin/trunks")
     expect(page.locator("[data-test=trunk-table]")).to_contain_text(code)
     assert fits(page)
+    assert unlabelled(page) == []
     shoot(page, "admin-trunks-zh")
     page.click(f"[data-test=delete-trunk-{code}]")
     confirm(page)
@@ -307,12 +315,14 @@ def test_an_admin_sets_an_agents_sip_password_which_is_never_shown_back(
     expect(page.locator("[data-test=phone-dialog]")).to_be_hidden()
     assert new not in page.content()
     assert fits(page)
+    assert unlabelled(page) == []
     shoot(page, "admin-phones-zh")
     page.context.close()
 
     page = admin_page(browser, center, "en-US", "phones")
     expect(page.locator(f"[data-test=registered-{extension}]")).to_have_text("Not registered")
     assert fits(page)
+    assert unlabelled(page) == []
     shoot(page, "admin-phones-en")
     page.click(f"[data-test=delete-phone-{extension}]")
     confirm(page)
