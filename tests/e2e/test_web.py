@@ -106,6 +106,12 @@ def test_the_wallboard_shows_the_realtime_figures_in_both_languages(
 
 
 def test_each_role_is_kept_to_its_screens(center: CallCenter, browser: Browser) -> None:
+    zh = new_page(browser, "zh-CN")
+    zh.goto(f"{center.server.url}/#/login")
+    expect(zh.locator("[data-test=login-submit]")).to_have_text("登录")
+    assert unlabelled(zh) == []
+    shoot(zh, "login-zh")
+    zh.context.close()
     page = new_page(browser, "en-US")
     page.goto(f"{center.server.url}/#/agent")  # signed out: to the sign-in page first
     expect(page).to_have_url(f"{center.server.url}/#/login?next=/agent")
@@ -117,6 +123,7 @@ def test_each_role_is_kept_to_its_screens(center: CallCenter, browser: Browser) 
     page.fill("input[name=password]", center.server.password)
     page.click("[data-test=login-submit]")
     expect(page.locator("[data-test=forbidden]")).to_be_visible()  # the desk is for agents
+    shoot(page, "forbidden-en")
     page.click("[data-test=logout]")
     expect(page).to_have_url(f"{center.server.url}/#/login")
     page.context.close()
