@@ -1,5 +1,6 @@
-import { reactive, ref, watch } from 'vue'
+import { onMounted, reactive, ref, watch } from 'vue'
 import { ElMessage, ElMessageBox } from 'element-plus'
+import { api } from '../../api.js'
 import { i18n } from '../../i18n.js'
 
 const t = (...args) => i18n.global.t(...args)
@@ -77,10 +78,11 @@ function humane(message) {
   return message.replace(/^Value error, /, '')
 }
 
-// Asks before deleting; true once confirmed.
-export async function confirmDelete(what) {
+// Asks before deleting; true once confirmed. `message` is the question (the telephony
+// screens ask in their own words).
+export async function confirmDelete(what, message = t('admin.confirm_delete', { what })) {
   try {
-    await ElMessageBox.confirm(t('admin.confirm_delete', { what }), t('admin.delete'), {
+    await ElMessageBox.confirm(message, t('admin.delete'), {
       type: 'warning',
       confirmButtonText: t('admin.delete'),
       cancelButtonText: t('common.cancel'),
@@ -93,13 +95,77 @@ export async function confirmDelete(what) {
 }
 
 // Runs a list action (load, delete); a failure is shown as a message.
-export async function attempt(fn) {
+async function attempt(fn) {
   try {
     return await fn()
   } catch (err) {
     ElMessage.error(err.message)
     return null
   }
+}
+
+// Rows from the server, loaded when the screen opens and again by `load()`; a failure is
+// shown as a message.
+export function useList(fetch) {
+  const rows = ref([])
+  const loading = ref(false)
+
+  async function load() {
+    loading.value = true
+    await attempt(async () => { rows.value = await fetch() })
+    loading.value = false
+  }
+
+  onMounted(load)
+  return { rows, loading, load }
+}
+
+// A list of records with a dialog to create and edit them: `rows` from `path` (or from
+// `fetch`, which may also load what the form offers). `open(row)` (null: a new one) fills
+// the form with `fill(row)`; `save()` sends `body(editing)` (POST to `path`, or `update` to
+// the record's own path) and is true once saved, the server's errors shown by `errs`
+// (useServerErrors); `remove(row)` asks about `what(row)` first. `key` is the field naming
+// a record.
+export function useCrud({ path, key = 'code', errs, fill, body, update = 'PUT', fetch = () => api('GET', path), what = (row) => row[key] }) {
+  const { rows, loading, load } = useList(fetch)
+  const dialog = reactive({ open: false, editing: null, saving: false })
+  const at = (id) => `${path}/${encodeURIComponent(id)}`
+
+  function open(row) {
+    errs.clear()
+    dialog.editing = row?.[key] ?? null
+    fill(row)
+    dialog.open = true
+  }
+
+  async function save() {
+    dialog.saving = true
+    try {
+      const editing = dialog.editing
+      if (editing) await api(update, at(editing), body(editing))
+      else await api('POST', path, body(editing))
+      dialog.open = false
+      ElMessage.success(t('admin.saved'))
+      await load()
+      return true
+    } catch (err) {
+      errs.show(err)
+      return false
+    } finally {
+      dialog.saving = false
+    }
+  }
+
+  async function remove(row) {
+    if (!(await confirmDelete(what(row)))) return
+    await attempt(async () => {
+      await api('DELETE', at(row[key]))
+      ElMessage.success(t('admin.deleted'))
+    })
+    await load()
+  }
+
+  return { rows, loading, dialog, load, open, save, remove }
 }
 
 // Durations as people write them ("20s", "3m", "1h30m"); the server takes these as they are.
@@ -133,7 +199,7 @@ export function timeZones(current) {
 
 // Labels {zh-CN, en} as the server stores them, without empty ones.
 export function cleanLabels(labels) {
-  return Object.fromEntries(Object.entries(labels).filter(([, v]) => v && v.trim()).map(([k, v]) => [k, v.trim()]))
+  return Object.fromEntries(Object.entries(labels || {}).filter(([, v]) => v && v.trim()).map(([k, v]) => [k, v.trim()]))
 }
 
 export const LEVELS = { min: 1, max: 10 }

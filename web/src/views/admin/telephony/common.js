@@ -1,9 +1,10 @@
 import { reactive } from 'vue'
-import { ElMessage, ElMessageBox } from 'element-plus'
+import { ElMessage } from 'element-plus'
 import { i18n } from '../../../i18n.js'
+import { confirmDelete as askDelete } from '../admin.js'
 
 // What the telephony screens share: the server's field errors next to the form's fields,
-// delete confirmations, and dates in the reader's language.
+// delete confirmations in their words, and dates in the reader's language.
 const t = (...args) => i18n.global.t(...args)
 
 // `errors.<field>` for each field the server named ("body.password" -> "password"); what
@@ -33,29 +34,24 @@ export function useErrors(known) {
       return false
     }
   }
-  return { errors, run, clear }
+  // Sends a dialog's form with `send`, the dialog busy meanwhile; once sent, it closes and
+  // `message` says so. True when sent.
+  async function submit(dialog, send, message = t('telephony.saved')) {
+    dialog.busy = true
+    const ok = await run(send)
+    dialog.busy = false
+    if (ok) {
+      dialog.open = false
+      ElMessage.success(message)
+    }
+    return ok
+  }
+  return { errors, run, clear, submit }
 }
 
-export async function confirmDelete(name) {
-  try {
-    await ElMessageBox.confirm(t('telephony.confirm_delete', { name }), t('telephony.delete'), {
-      type: 'warning',
-      confirmButtonText: t('telephony.delete'),
-      cancelButtonText: t('common.cancel'),
-      confirmButtonClass: 'el-button--danger',
-    })
-    return true
-  } catch {
-    return false
-  }
-}
+export const confirmDelete = (name) => askDelete(name, t('telephony.confirm_delete', { name }))
 
 export function when(seconds) {
   if (!seconds) return '—'
   return new Date(seconds * 1000).toLocaleString(i18n.global.locale.value === 'zh' ? 'zh-CN' : 'en-GB')
-}
-
-// Labels as the API keeps them ({"zh-CN": ..., "en": ...}), without empty ones.
-export function cleanLabels(labels) {
-  return Object.fromEntries(Object.entries(labels || {}).filter(([, v]) => v && v.trim()).map(([k, v]) => [k, v.trim()]))
 }
