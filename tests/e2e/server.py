@@ -179,8 +179,11 @@ class Api:
     def __init__(self, server: HotlineServer, token: str) -> None:
         self.server = server
         self.token = token
+        # uvicorn closes a connection idle for 5 s; reusing one just then races its close
+        # ("Server disconnected"), so idle connections are dropped well before that
         self.http = httpx.Client(base_url=f"{server.url}{API}",
-                                 headers={"Authorization": f"Bearer {token}"}, timeout=15)
+                                 headers={"Authorization": f"Bearer {token}"}, timeout=15,
+                                 limits=httpx.Limits(keepalive_expiry=2.0))
 
     def call(self, method: str, path: str, *, expect: int = 200, body: Any = None,
              **params: Any) -> Any:
