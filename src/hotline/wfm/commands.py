@@ -1,9 +1,12 @@
-"""`hotline erlang`: staffing from the command line (registered by hotline.cli)."""
+"""`hotline erlang` and `hotline wfm staff`: staffing from the command line (registered by
+hotline.cli)."""
 
 from __future__ import annotations
 
+import csv
 import json
 import math
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -12,6 +15,8 @@ from rich.table import Table
 
 from hotline.durations import parse_duration
 from hotline.wfm.erlang import ErlangInputError, StaffingResult, evaluate, required_agents
+from hotline.wfm.staffing import ForecastError, interval_length, read_forecast
+from hotline.wfm.staffing import staff as staff_intervals
 
 
 def _fail(option: str, detail: object) -> typer.Exit:
@@ -107,3 +112,82 @@ def erlang(
         typer.echo(json.dumps(result.to_dict()))
     else:
         Console().print(_table(result, sl_time_s, patience_s, shrinkage))
+
+
+STAFF_COLUMNS = ["interval_start", "calls", "aht", "agents", "positions", "service_level",
+                 "asa", "occupancy", "abandon_rate"]
+
+
+def staff(
+    forecast: Annotated[Path, typer.Option(help="Forecast CSV: interval_start, calls[, aht].")],
+    aht: Annotated[
+        str | None, typer.Option(help="Handle time where the file has no aht, e.g. 300, 5m.")
+    ] = None,
+    sl_time: Annotated[str, typer.Option(help="Service level threshold, e.g. 20s.")] = "20s",
+    sl_target: Annotated[
+        float, typer.Option(help="Share of offered calls to answer within --sl-time (0-1].")
+    ] = 0.8,
+    patience: Annotated[
+        str | None, typer.Option(help="Mean caller patience; switches to Erlang A (abandons).")
+    ] = None,
+    shrinkage: Annotated[
+        float, typer.Option(help="Share of paid time off the phones, to gross up positions.")
+    ] = 0.0,
+    max_occupancy: Annotated[
+        float, typer.Option(help="Upper bound on agent occupancy (0-1].")
+    ] = 1.0,
+    interval: Annotated[
+        str | None, typer.Option(help="Interval length (default: the file's usual step).")
+    ] = None,
+    out: Annotated[Path | None, typer.Option(help="Write the requirement to this CSV.")] = None,
+    json_output: Annotated[
+        bool, typer.Option("--json", help="Print one JSON object instead of a table.")
+    ] = False,
+) -> None:
+    """Agents required per interval of a forecast (Erlang C, or A with --patience)."""
+    try:
+        rows = read_forecast(forecast.read_text(encoding="utf-8-sig"))
+        period = _seconds("--interval", interval) if interval else interval_length(rows)
+    except OSError as exc:
+        raise _fail("--forecast", f"{forecast}: {exc.strerror}") from None
+    except (ForecastError, UnicodeDecodeError) as exc:
+        raise _fail("--forecast", f"{forecast}: {exc}") from None
+    try:
+        result = staff_intervals(
+            rows,
+            period=period,
+            aht=None if aht is None else _seconds("--aht", aht),
+            sl_time=_seconds("--sl-time", sl_time),
+            sl_target=sl_target,
+            patience=None if patience is None else _seconds("--patience", patience),
+            shrinkage=shrinkage,
+            max_occupancy=max_occupancy,
+        )
+    except ErlangInputError as exc:
+        raise _fail("--" + exc.param.replace("_", "-"), exc.detail) from None
+    if out is not None:
+        try:
+            with out.open("w", encoding="utf-8", newline="") as f:
+                writer = csv.DictWriter(f, STAFF_COLUMNS)
+                writer.writeheader()
+                writer.writerows({k: "" if v is None else v for k, v in r.items()} for r in result)
+        except OSError as exc:
+            raise _fail("--out", f"{out}: {exc.strerror}") from None
+    peak = max(result, key=lambda r: r["positions"])
+    hours = sum(r["positions"] for r in result) * period / 3600
+    if json_output:
+        typer.echo(json.dumps({"interval": period, "intervals": result,
+                               "peak_positions": peak["positions"],
+                               "position_hours": hours}))
+        return
+    table = Table(title=f"Agents required per {period / 60:g}-minute interval",
+                  title_justify="left")
+    for name in ("interval", "calls", "agents", "positions", "SL", "occupancy"):
+        table.add_column(name, justify="left" if name == "interval" else "right")
+    for r in result:
+        table.add_row(r["interval_start"], f"{r['calls']:g}", str(r["agents"]),
+                      str(r["positions"]), _pct(r["service_level"]), _pct(r["occupancy"]))
+    console = Console()
+    console.print(table)
+    console.print(f"{len(result)} intervals; peak {peak['positions']} positions at "
+                  f"{peak['interval_start']}; {hours:,.1f} position-hours")
