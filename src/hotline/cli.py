@@ -14,7 +14,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from hotline.cms.tables import simulation_report
 from hotline.sim.runner import Simulation
 from hotline.sim.scenario import ScenarioError, load_scenario, parse_clock
-from hotline.wfm.commands import erlang, staff
+from hotline.wfm.commands import erlang, forecast, staff
 
 if TYPE_CHECKING:
     from hotline.calls.switch import SwitchConfig
@@ -27,8 +27,9 @@ app = typer.Typer(
 app.command("erlang", help="Erlang C / Erlang A staffing: agents needed, or SL of a staffing.")(
     erlang
 )
-wfm = typer.Typer(help="Workforce management: staffing per interval of a forecast.",
+wfm = typer.Typer(help="Workforce management: forecast calls, staff each interval.",
                   no_args_is_help=True)
+wfm.command("forecast")(forecast)
 wfm.command("staff")(staff)
 app.add_typer(wfm, name="wfm")
 

@@ -1,5 +1,5 @@
-"""`hotline erlang` and `hotline wfm staff`: staffing from the command line (registered by
-hotline.cli)."""
+"""`hotline erlang`, `hotline wfm forecast` and `hotline wfm staff`: forecasting and staffing
+from the command line (registered by hotline.cli)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,8 @@ from rich.table import Table
 
 from hotline.durations import parse_duration
 from hotline.wfm.erlang import ErlangInputError, StaffingResult, evaluate, required_agents
+from hotline.wfm.forecast import METHODS, backtest, history
+from hotline.wfm.forecast import forecast as predict
 from hotline.wfm.staffing import ForecastError, interval_length, read_forecast
 from hotline.wfm.staffing import staff as staff_intervals
 
@@ -191,3 +193,70 @@ def staff(
     console.print(table)
     console.print(f"{len(result)} intervals; peak {peak['positions']} positions at "
                   f"{peak['interval_start']}; {hours:,.1f} position-hours")
+
+
+def forecast(
+    history_file: Annotated[
+        Path, typer.Option("--history", help="History CSV: interval_start, calls[, aht].")
+    ],
+    horizon: Annotated[str, typer.Option(help="How far ahead, e.g. 7d, 1d.")] = "7d",
+    method: Annotated[
+        str, typer.Option(help="auto, seasonal-naive, historical-average or profile.")
+    ] = "auto",
+    interval: Annotated[
+        str | None, typer.Option(help="Interval length (default: the file's usual step).")
+    ] = None,
+    out: Annotated[Path | None, typer.Option(help="Write the forecast to this CSV.")] = None,
+    json_output: Annotated[
+        bool, typer.Option("--json", help="Print one JSON object instead of a table.")
+    ] = False,
+) -> None:
+    """Forecast calls per interval; auto picks the method by a backtest on the history."""
+    if method != "auto" and method not in METHODS:
+        raise _fail("--method", f"{method!r}: one of auto, {', '.join(METHODS)}")
+    try:
+        rows = read_forecast(history_file.read_text(encoding="utf-8-sig"))
+        h = history(rows, _seconds("--interval", interval) if interval else None)
+    except OSError as exc:
+        raise _fail("--history", f"{history_file}: {exc.strerror}") from None
+    except (ForecastError, UnicodeDecodeError) as exc:
+        raise _fail("--history", f"{history_file}: {exc}") from None
+    steps = _seconds("--horizon", horizon) / h.step
+    if steps < 1 or steps != int(steps):
+        raise _fail("--horizon", f"must be a whole number of {h.step:g}-second intervals")
+    try:
+        scores = backtest(h, min(int(steps), h.season))
+    except ForecastError as exc:
+        if method == "auto":
+            raise _fail("--method", f"auto: {exc}") from None
+        scores = []
+    chosen = method if method != "auto" else min(scores, key=lambda a: a.mape).method
+    result = predict(h, int(steps), chosen)
+    if out is not None:
+        try:
+            with out.open("w", encoding="utf-8", newline="") as f:
+                writer = csv.writer(f)
+                writer.writerow(["interval_start", "calls"])
+                writer.writerows((r.start.isoformat(), f"{r.calls:g}") for r in result)
+        except OSError as exc:
+            raise _fail("--out", f"{out}: {exc.strerror}") from None
+    if json_output:
+        typer.echo(json.dumps({
+            "method": chosen,
+            "interval": h.step,
+            "backtest": [vars(a) for a in scores],
+            "forecast": [{"interval_start": r.start.isoformat(), "calls": r.calls}
+                         for r in result],
+        }))
+        return
+    table = Table(title="Backtest (rolling origins, the last weeks of the history)",
+                  title_justify="left")
+    for name in ("method", "interval MAPE", "MAE (calls)", "daily total error"):
+        table.add_column(name, justify="left" if name == "method" else "right")
+    for a in scores:
+        mark = " ←" if a.method == chosen else ""
+        table.add_row(a.method + mark, f"{a.mape:.1f}%", f"{a.mae:.2f}", f"{a.daily_error:.1f}%")
+    console = Console()
+    console.print(table)
+    console.print(f"{chosen}: {len(result)} intervals from {result[0].start.isoformat()}, "
+                  f"{sum(r.calls for r in result):,.0f} calls" + (f" → {out}" if out else ""))
