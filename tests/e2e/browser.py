@@ -4,10 +4,11 @@ screenshots kept as artifacts (``artifacts/web/``), and the layout check."""
 from __future__ import annotations
 
 import os
+import re
 import secrets
 from pathlib import Path
 
-from playwright.sync_api import Browser, Page
+from playwright.sync_api import Browser, Locator, Page, expect
 
 from .server import CallCenter, Queue
 
@@ -72,3 +73,15 @@ UNLABELLED = """() => [
 def unlabelled(page: Page) -> list[str]:
     """Visible controls a screen reader could not name (no label, aria-label, title, text)."""
     return list(page.evaluate(UNLABELLED))
+
+
+def choose(page: Page, select: Locator, text: str) -> None:
+    """Pick the option reading exactly ``text`` in an Element Plus select, as a person does:
+    once the list has finished opening; then the select shows the choice."""
+    select.click()
+    popper = page.locator(".el-select__popper:visible")
+    expect(popper).to_have_count(1)
+    expect(popper).not_to_have_class(re.compile(r"-enter-"))  # the opening transition is over
+    exact = re.compile(rf"^\s*{re.escape(text)}\s*$")
+    popper.locator(".el-select-dropdown__item", has_text=exact).click()
+    expect(select).to_contain_text(text)

@@ -11,7 +11,7 @@ from typing import Any
 
 from playwright.sync_api import Browser, expect
 
-from .browser import agent_user, fits, new_page, shoot, sign_in, unlabelled
+from .browser import agent_user, choose, fits, new_page, shoot, sign_in, unlabelled
 from .server import CallCenter, wait_until
 
 
@@ -60,8 +60,8 @@ def test_an_agent_takes_a_call_from_the_desktop_with_its_screen_pop(
     shoot(page, "agent-on-call-en")
     page.click("[data-test=hangup]")
     expect(state).to_contain_text("Wrap-up")
-    page.click("[data-test=disposition]")
-    page.locator(".el-select-dropdown__item:visible").first.click()
+    choose(page, page.locator("[data-test=disposition]"),
+           label(center.admin.get(f"/dispositions/{disposition}")))
     page.click("[data-test=wrap-done]")
     expect(state).to_contain_text("Ready")
     cdr = wait_until(lambda: [r for r in center.cdrs(queue) if r["call_id"] == call["call"]

@@ -10,7 +10,7 @@ import time
 
 from playwright.sync_api import Browser, expect
 
-from .browser import agent_user, fits, new_page, shoot, sign_in, unlabelled
+from .browser import agent_user, choose, fits, new_page, shoot, sign_in, unlabelled
 from .server import CallCenter, Queue, wait_until
 
 
@@ -64,8 +64,7 @@ def test_a_supervisor_watches_the_floor_and_acts_on_it(
 
     # Move it to the other queue.
     row.locator("[data-test=move]").click()
-    page.click("[data-test=move-queue]")
-    page.locator(f".el-select-dropdown__item:visible:has-text('{other.id}')").click()
+    choose(page, page.locator("[data-test=move-queue]"), other.id)
     page.click("[data-test=move-confirm]")
     wait_until(lambda: center.admin.get(f"/calls/{call}")["queue"] == other.id, 5,
                "the call moved")

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from playwright.sync_api import Browser, expect
 
-from .browser import new_page, shoot, sign_in
+from .browser import choose, new_page, shoot, sign_in
 from .peers import PhoneFactory, Registration
 from .server import Agent, CallCenter, agent_phone
 
@@ -52,8 +52,7 @@ def test_an_agent_consults_a_colleague_conferences_and_transfers_from_the_deskto
 
     page.click("[data-test=transfer]")
     page.click("[data-test=mode-consult]")
-    page.click("[data-test=colleague]")
-    page.locator(f".el-select-dropdown__item:visible:has-text('{colleague.code}')").click()
+    choose(page, page.locator("[data-test=colleague]"), colleague.code)
     page.click("[data-test=transfer-go]")
     consult = page.locator("[data-test=consult]")
     expect(consult).to_contain_text(f"Consulting {colleague.code}")
