@@ -6,6 +6,8 @@ from __future__ import annotations
 import csv
 import json
 import math
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -116,6 +118,27 @@ def erlang(
         Console().print(_table(result, sl_time_s, patience_s, shrinkage))
 
 
+@contextmanager
+def _reading(option: str, path: Path) -> Iterator[None]:
+    """An interval file that cannot be read or understood: one line naming the option."""
+    try:
+        yield
+    except OSError as exc:
+        raise _fail(option, f"{path}: {exc.strerror}") from None
+    except (ForecastError, UnicodeDecodeError) as exc:
+        raise _fail(option, f"{path}: {exc}") from None
+
+
+def _write_csv(out: Path, header: list[str], rows: Iterable[Sequence[object]]) -> None:
+    try:
+        with out.open("w", encoding="utf-8", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(header)
+            writer.writerows(rows)
+    except OSError as exc:
+        raise _fail("--out", f"{out}: {exc.strerror}") from None
+
+
 STAFF_COLUMNS = ["interval_start", "calls", "aht", "agents", "positions", "service_level",
                  "asa", "occupancy", "abandon_rate"]
 
@@ -147,13 +170,9 @@ def staff(
     ] = False,
 ) -> None:
     """Agents required per interval of a forecast (Erlang C, or A with --patience)."""
-    try:
+    with _reading("--forecast", forecast):
         rows = read_forecast(forecast.read_text(encoding="utf-8-sig"))
         period = _seconds("--interval", interval) if interval else interval_length(rows)
-    except OSError as exc:
-        raise _fail("--forecast", f"{forecast}: {exc.strerror}") from None
-    except (ForecastError, UnicodeDecodeError) as exc:
-        raise _fail("--forecast", f"{forecast}: {exc}") from None
     try:
         result = staff_intervals(
             rows,
@@ -168,13 +187,8 @@ def staff(
     except ErlangInputError as exc:
         raise _fail("--" + exc.param.replace("_", "-"), exc.detail) from None
     if out is not None:
-        try:
-            with out.open("w", encoding="utf-8", newline="") as f:
-                writer = csv.DictWriter(f, STAFF_COLUMNS)
-                writer.writeheader()
-                writer.writerows({k: "" if v is None else v for k, v in r.items()} for r in result)
-        except OSError as exc:
-            raise _fail("--out", f"{out}: {exc.strerror}") from None
+        _write_csv(out, STAFF_COLUMNS,
+                   ([("" if r[k] is None else r[k]) for k in STAFF_COLUMNS] for r in result))
     peak = max(result, key=lambda r: r["positions"])
     hours = sum(r["positions"] for r in result) * period / 3600
     if json_output:
@@ -214,13 +228,9 @@ def forecast(
     """Forecast calls per interval; auto picks the method by a backtest on the history."""
     if method != "auto" and method not in METHODS:
         raise _fail("--method", f"{method!r}: one of auto, {', '.join(METHODS)}")
-    try:
+    with _reading("--history", history_file):
         rows = read_forecast(history_file.read_text(encoding="utf-8-sig"))
         h = history(rows, _seconds("--interval", interval) if interval else None)
-    except OSError as exc:
-        raise _fail("--history", f"{history_file}: {exc.strerror}") from None
-    except (ForecastError, UnicodeDecodeError) as exc:
-        raise _fail("--history", f"{history_file}: {exc}") from None
     steps = _seconds("--horizon", horizon) / h.step
     if steps < 1 or steps != int(steps):
         raise _fail("--horizon", f"must be a whole number of {h.step:g}-second intervals")
@@ -233,13 +243,8 @@ def forecast(
     chosen = method if method != "auto" else min(scores, key=lambda a: a.mape).method
     result = predict(h, int(steps), chosen)
     if out is not None:
-        try:
-            with out.open("w", encoding="utf-8", newline="") as f:
-                writer = csv.writer(f)
-                writer.writerow(["interval_start", "calls"])
-                writer.writerows((r.start.isoformat(), f"{r.calls:g}") for r in result)
-        except OSError as exc:
-            raise _fail("--out", f"{out}: {exc.strerror}") from None
+        _write_csv(out, ["interval_start", "calls"],
+                   ((r.start.isoformat(), f"{r.calls:g}") for r in result))
     if json_output:
         typer.echo(json.dumps({
             "method": chosen,
