@@ -28,11 +28,12 @@ class Interval:
     aht: float | None  # seconds; None: the default AHT applies
 
 
-def read_forecast(text: str) -> list[Interval]:
-    """The file's rows in time order; a bad row names its line, nothing is guessed."""
+def read_forecast(text: str, column: str = "calls") -> list[Interval]:
+    """The file's rows in time order; a bad row names its line, nothing is guessed.
+    ``column`` is read as the calls (a requirement file's ``positions`` or ``agents``)."""
     reader = csv.DictReader(io.StringIO(text))
     columns = set(reader.fieldnames or ())
-    missing = {"interval_start", "calls"} - columns
+    missing = {"interval_start", column} - columns
     if missing:
         raise ForecastError(f"line 1: missing column(s) {', '.join(sorted(missing))}")
     rows: list[Interval] = []
@@ -43,11 +44,11 @@ def read_forecast(text: str) -> list[Interval]:
             raise ForecastError(
                 f"line {line}: interval_start {row['interval_start']!r} is not an ISO 8601 time"
             ) from None
-        calls = _number(line, "calls", row["calls"])
+        calls = _number(line, column, row[column])
         raw_aht = (row.get("aht") or "").strip()
         aht = _number(line, "aht", raw_aht) if raw_aht else None
         if calls is None or calls < 0:
-            raise ForecastError(f"line {line}: calls must be a number ≥ 0")
+            raise ForecastError(f"line {line}: {column} must be a number ≥ 0")
         if aht is not None and aht <= 0:
             raise ForecastError(f"line {line}: aht must be > 0 seconds")
         if rows and start <= rows[-1].start:

@@ -1,0 +1,174 @@
+"""`hotline wfm schedule` and `hotline wfm roster`: from agents required per interval to
+shifts, and from shifts to named agents (registered by hotline.cli)."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from hotline.wfm.activities import ActivityError, read_activities, write_activities
+from hotline.wfm.commands import _fail, _reading, _seconds
+from hotline.wfm.roster import RosterError, assign, lines_of, read_agents
+from hotline.wfm.schedule import (
+    WEEKDAYS,
+    RulesError,
+    Schedule,
+    ScheduleError,
+    load_rules,
+    requirement,
+    solve,
+)
+from hotline.wfm.staffing import read_forecast
+
+
+def _write(out: Path, text: str) -> None:
+    try:
+        out.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise _fail("--out", f"{out}: {exc.strerror}") from None
+
+
+def _shift_table(schedule: Schedule) -> Table:
+    days = schedule.requirement.days
+    start = schedule.requirement.start
+    table = Table(title="Agents starting each shift", title_justify="left")
+    table.add_column("tour / shift")
+    for day in (start.date() + timedelta(days=d) for d in range(days)):
+        table.add_column(f"{WEEKDAYS[day.weekday()].title()} {day:%m-%d}", justify="right")
+    counts: Counter[tuple[str, str, int]] = Counter()
+    for a in schedule.assignments:
+        counts[a.tour, a.template.name, a.day] += a.count
+    for tour, shift in sorted({(t, s) for t, s, _ in counts}):
+        table.add_row(f"{tour} / {shift}",
+                      *(str(counts.get((tour, shift, d), "")) for d in range(days)))
+    return table
+
+
+def schedule(
+    requirements: Annotated[
+        Path, typer.Option(help="Requirement CSV (what `wfm staff --out` writes).")
+    ],
+    rules: Annotated[Path, typer.Option(help="Shift rules YAML (shifts, breaks, tours, costs).")],
+    column: Annotated[
+        str, typer.Option(help="Requirement column to cover: positions or agents.")
+    ] = "positions",
+    time_limit: Annotated[
+        str | None, typer.Option(help="Solver time limit (default: the rules', 120s).")
+    ] = None,
+    gap: Annotated[
+        float | None, typer.Option(help="Stop at this relative gap (default: the rules', 0.01).")
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="Write each line's week as activities CSV.")
+    ] = None,
+    json_output: Annotated[
+        bool, typer.Option("--json", help="Print one JSON object instead of tables.")
+    ] = False,
+) -> None:
+    """Choose how many agents work which shift on which day, with breaks and weekly tours,
+    to cover the requirement at least cost (a MIP solved by HiGHS within a time limit)."""
+    try:
+        spec = load_rules(rules)
+    except RulesError as exc:
+        raise _fail("--rules", exc) from None
+    with _reading("--requirements", requirements):
+        rows = read_forecast(requirements.read_text(encoding="utf-8-sig"), column)
+        req = requirement(rows, [r.calls for r in rows], spec.interval)
+    limit = None if time_limit is None else _seconds("--time-limit", time_limit)
+    try:
+        result = solve(spec, req, time_limit=limit, gap=gap)
+    except ScheduleError as exc:
+        raise _fail("--rules", exc) from None
+    if out is not None:
+        _write(out, write_activities(result.activities()))
+    summary = result.summary()
+    if json_output:
+        typer.echo(json.dumps({
+            **summary,
+            "shifts": result.shifts(),
+            "coverage": [
+                {"interval_start": req.interval_start(i).isoformat(),
+                 "required": float(req.need[i]), "scheduled": float(result.coverage[i])}
+                for i in range(len(req.need))
+            ],
+        }))
+        return
+    console = Console()
+    console.print(_shift_table(result))
+    tours = Counter(line.tour for line in result.lines)
+    console.print(
+        f"{summary['status']}: cost {summary['objective']:,.1f}, best bound "
+        f"{summary['bound']:,.1f}, gap {summary['gap']:.2%}, {summary['seconds']:.1f} s\n"
+        f"{summary['agents']} agents ({', '.join(f'{n} {t}' for t, n in sorted(tours.items()))})"
+        f", {summary['paid_hours']:,.1f} paid hours\n"
+        f"coverage: {summary['required_agent_hours']:,.1f} agent-hours required, "
+        f"{summary['scheduled_agent_hours']:,.1f} scheduled, "
+        f"{summary['short_agent_hours']:,.1f} short in {summary['intervals_short']} intervals, "
+        f"{summary['over_agent_hours']:,.1f} over"
+        + (f"\n{summary['rest_violations']} rest(s) between shifts under the minimum"
+           if summary["rest_violations"] else "")
+        + (f"\n→ {out}" if out else "")
+    )
+
+
+def roster(
+    schedule_file: Annotated[
+        Path, typer.Option("--schedule", help="The schedule's activities CSV (`wfm schedule`).")
+    ],
+    agents: Annotated[
+        Path, typer.Option(help="Agents CSV: agent, skills, min_hours, max_hours, unavailable, "
+                                "available, prefer_start, prefer_off.")
+    ],
+    skill: Annotated[
+        str | None, typer.Option(help="Only agents with this skill may take the lines.")
+    ] = None,
+    out: Annotated[Path | None, typer.Option(help="Write the roster as activities CSV.")] = None,
+    json_output: Annotated[
+        bool, typer.Option("--json", help="Print one JSON object instead of tables.")
+    ] = False,
+) -> None:
+    """Put named agents on the schedule's lines, respecting skills, contracted hours,
+    availability and preferences; lines nobody can take stay open."""
+    try:
+        lines = lines_of(read_activities(schedule_file.read_text(encoding="utf-8-sig")))
+        people = read_agents(agents.read_text(encoding="utf-8-sig"))
+    except OSError as exc:
+        raise _fail("--schedule/--agents", f"{exc.filename}: {exc.strerror}") from None
+    except ActivityError as exc:
+        raise _fail("--schedule", f"{schedule_file}: {exc}") from None
+    except RosterError as exc:
+        raise _fail("--agents", f"{agents}: {exc}") from None
+    except UnicodeDecodeError:
+        raise _fail("--schedule/--agents", "not UTF-8 text") from None
+    if not lines:
+        raise _fail("--schedule", f"{schedule_file}: no activities")
+    result = assign(lines, people, skill)
+    if out is not None:
+        _write(out, write_activities(result.activities))
+    if json_output:
+        typer.echo(json.dumps(result.to_dict()))
+        return
+    console = Console()
+    table = Table(title="Roster", title_justify="left")
+    for name in ("agent", "line", "days", "paid hours", "first start"):
+        table.add_column(name, justify="right" if name == "paid hours" else "left")
+    by_name = {line.name: line for line in lines}
+    for name, agent in sorted(result.assigned.items(), key=lambda kv: kv[1]):
+        line = by_name[name]
+        days = " ".join(WEEKDAYS[s.start.weekday()] for s in line.shifts)
+        table.add_row(agent, name, days, f"{line.paid_hours:g}",
+                      f"{line.shifts[0].start:%a %H:%M}")
+    console.print(table)
+    for name, why in result.open_lines.items():
+        console.print(f"[yellow]open[/] {name} ({by_name[name].paid_hours:g} h): {why}")
+    if result.idle_agents:
+        console.print(f"without a line: {', '.join(result.idle_agents)}")
+    console.print(f"{len(result.assigned)} of {len(lines)} lines staffed"
+                  + (f" → {out}" if out else ""))
