@@ -17,7 +17,7 @@ from rich.table import Table
 
 from hotline.durations import parse_duration
 from hotline.wfm.erlang import ErlangInputError, StaffingResult, evaluate, required_agents
-from hotline.wfm.forecast import METHODS, backtest, history
+from hotline.wfm.forecast import METHODS, backtest, history, read_holidays, without
 from hotline.wfm.forecast import forecast as predict
 from hotline.wfm.staffing import ForecastError, interval_length, read_forecast
 from hotline.wfm.staffing import staff as staff_intervals
@@ -209,18 +209,32 @@ def staff(
                   f"{peak['interval_start']}; {hours:,.1f} position-hours")
 
 
+HOLIDAYS_HELP = (
+    "File of holidays: one ISO date a line, optionally ',name' after it. In the history they "
+    "are unknown days (no method learns a normal day from them). A holiday in the horizon is "
+    "forecast as the history's past holidays went: its normal forecast times their mean ratio "
+    "to the same weekday one and two weeks around them, spread over the day as they were; "
+    "with no past holiday in the history, as the quietest day of the week ahead (usually "
+    "Sunday). A listed day the history has no rows for is unknown, not closed.")
+
+
 def forecast(
     history_file: Annotated[
         Path, typer.Option("--history", help="History CSV: interval_start, calls[, aht].")
     ],
     horizon: Annotated[str, typer.Option(help="How far ahead, e.g. 7d, 1d.")] = "7d",
     method: Annotated[
-        str, typer.Option(help="auto, seasonal-naive, historical-average or profile.")
+        str, typer.Option(help=f"auto, {', '.join(METHODS)}.")
     ] = "auto",
+    holidays: Annotated[Path | None, typer.Option(help=HOLIDAYS_HELP)] = None,
     interval: Annotated[
         str | None, typer.Option(help="Interval length (default: the file's usual step).")
     ] = None,
-    out: Annotated[Path | None, typer.Option(help="Write the forecast to this CSV.")] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(help="Write the forecast to this CSV (the history's columns: with aht "
+                     "when the history has it, the call-weighted mean of the same slot)."),
+    ] = None,
     json_output: Annotated[
         bool, typer.Option("--json", help="Print one JSON object instead of a table.")
     ] = False,
@@ -228,6 +242,10 @@ def forecast(
     """Forecast calls per interval; auto picks the method by a backtest on the history."""
     if method != "auto" and method not in METHODS:
         raise _fail("--method", f"{method!r}: one of auto, {', '.join(METHODS)}")
+    days = {}
+    if holidays is not None:
+        with _reading("--holidays", holidays):
+            days = read_holidays(holidays.read_text(encoding="utf-8-sig"))
     with _reading("--history", history_file):
         rows = read_forecast(history_file.read_text(encoding="utf-8-sig"))
         h = history(rows, _seconds("--interval", interval) if interval else None)
@@ -235,23 +253,28 @@ def forecast(
     if steps < 1 or steps != int(steps):
         raise _fail("--horizon", f"must be a whole number of {h.step:g}-second intervals")
     try:
-        scores = backtest(h, min(int(steps), h.season))
+        scores = backtest(without(h, days), min(int(steps), h.season))
     except ForecastError as exc:
         if method == "auto":
             raise _fail("--method", f"auto: {exc}") from None
         scores = []
     chosen = method if method != "auto" else min(scores, key=lambda a: a.mape).method
-    result = predict(h, int(steps), chosen)
+    result = predict(h, int(steps), chosen, days)
+    with_aht = h.aht is not None
+    header = ["interval_start", "calls", *(["aht"] if with_aht else [])]
     if out is not None:
-        _write_csv(out, ["interval_start", "calls"],
-                   ((r.start.isoformat(), f"{r.calls:g}") for r in result))
+        _write_csv(out, header, ((r.start.isoformat(), f"{r.calls:g}",
+                                  *([f"{r.aht:g}"] if r.aht is not None else []))
+                                 for r in result))
+    ahead = sorted({r.start.date() for r in result} & days.keys())
     if json_output:
         typer.echo(json.dumps({
             "method": chosen,
             "interval": h.step,
             "backtest": [vars(a) for a in scores],
-            "forecast": [{"interval_start": r.start.isoformat(), "calls": r.calls}
-                         for r in result],
+            "holidays": [{"date": d.isoformat(), "name": days[d]} for d in ahead],
+            "forecast": [{"interval_start": r.start.isoformat(), "calls": r.calls,
+                          **({"aht": r.aht} if with_aht else {})} for r in result],
         }))
         return
     table = Table(title="Backtest (rolling origins, the last weeks of the history)",
@@ -263,5 +286,7 @@ def forecast(
         table.add_row(a.method + mark, f"{a.mape:.1f}%", f"{a.mae:.2f}", f"{a.daily_error:.1f}%")
     console = Console()
     console.print(table)
+    named = ", ".join(f"{d.isoformat()} {days[d]}".strip() for d in ahead)
     console.print(f"{chosen}: {len(result)} intervals from {result[0].start.isoformat()}, "
-                  f"{sum(r.calls for r in result):,.0f} calls" + (f" → {out}" if out else ""))
+                  f"{sum(r.calls for r in result):,.0f} calls"
+                  + (f"; holidays {named}" if named else "") + (f" → {out}" if out else ""))
