@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -365,3 +366,44 @@ def forecast(h: History, horizon: int, method: str,
     return [Interval(start + timedelta(seconds=h.step * i), round(float(values[i]), 2),
                      None if aht is None else round(float(aht[i]), 1))
             for i in range(horizon)]
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A forecast with how it was chosen: the backtest table and the horizon's holidays."""
+
+    method: str
+    backtest: list[Accuracy]
+    intervals: list[Interval]
+    holidays: list[date]
+    with_aht: bool
+
+    def to_dict(self, names: dict[date, str] | None = None) -> dict[str, Any]:
+        return {
+            "method": self.method,
+            "backtest": [vars(a) for a in self.backtest],
+            "holidays": [{"date": d.isoformat(), "name": (names or {}).get(d, "")}
+                         for d in self.holidays],
+            "forecast": [{"interval_start": r.start.isoformat(), "calls": r.calls,
+                          **({"aht": r.aht} if self.with_aht else {})}
+                         for r in self.intervals],
+        }
+
+
+def plan(h: History, horizon: int, method: str = "auto",
+         holidays: Collection[date] = ()) -> Plan:
+    """Backtest every method on the history (its holidays unknown), then forecast with
+    ``method``, or with ``auto`` the one of lowest interval MAPE. A named method needs no
+    backtest: on a history too short for one its table is empty; ``auto`` raises."""
+    if method != "auto" and method not in METHODS:
+        raise ForecastError(f"method {method!r}: one of auto, {', '.join(METHODS)}")
+    try:
+        scores = backtest(without(h, holidays), min(horizon, h.season))
+    except ForecastError:
+        if method == "auto":
+            raise
+        scores = []
+    chosen = method if method != "auto" else min(scores, key=lambda a: a.mape).method
+    result = forecast(h, horizon, chosen, holidays)
+    ahead = sorted({r.start.date() for r in result} & set(holidays))
+    return Plan(chosen, scores, result, ahead, h.aht is not None)
