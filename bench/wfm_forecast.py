@@ -4,6 +4,8 @@ interval MAPE, MAE and daily-total error from rolling origins, next to the basel
 Why: a forecast is only worth using if it beats "same as last week"; this shows by how much,
 on ten weeks of 30-minute Poisson counts with a weekly pattern, two daily peaks, closed
 nights, a missing day and 1 % weekly growth (``hotline.wfm.synthetic``), for several seeds.
+The last line scores the synthetic mean itself: the Poisson noise no method can forecast, the
+floor every figure above it should be read against.
 
 Run from the repository root: ``python bench/wfm_forecast.py [--weeks N] [--seeds K]``.
 """
@@ -12,11 +14,22 @@ from __future__ import annotations
 
 import argparse
 import time
+from datetime import timedelta
 
 import numpy as np
 
 from hotline.wfm import synthetic
-from hotline.wfm.forecast import backtest, history
+from hotline.wfm.forecast import METHODS, History, Series, backtest, history
+
+
+def true_mean(past: History, horizon: int) -> Series:
+    """What generated the counts (known only because the history is synthetic)."""
+    weeks0 = past.start - timedelta(seconds=past.step * past.offset)  # the first Monday
+    out = []
+    for i in range(len(past.calls), len(past.calls) + horizon):
+        t = past.start + timedelta(seconds=past.step * i)
+        out.append(synthetic.mean_calls(t, past.step, (t - weeks0).days / 7))
+    return np.array(out)
 
 
 def main() -> None:
@@ -28,7 +41,7 @@ def main() -> None:
     t0 = time.perf_counter()
     for seed in range(1, args.seeds + 1):
         h = history(synthetic.history(args.weeks, seed=seed))
-        for a in backtest(h, h.season):
+        for a in backtest(h, h.season, methods={**METHODS, "(true mean)": true_mean}):
             scores.setdefault(a.method, []).append((a.mape, a.mae, a.daily_error))
     took = time.perf_counter() - t0
     print(f"{args.weeks} weeks of 30-minute intervals, 3 rolling origins of 7 days, "

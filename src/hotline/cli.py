@@ -14,7 +14,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from hotline.cms.tables import simulation_report
 from hotline.sim.runner import Simulation
 from hotline.sim.scenario import ScenarioError, load_scenario, parse_clock
-from hotline.wfm.commands import erlang, forecast, staff
+from hotline.wfm.commands import erlang, forecast, history_command, staff
 from hotline.wfm.plan_commands import roster, schedule
 
 if TYPE_CHECKING:
@@ -32,6 +32,7 @@ wfm = typer.Typer(help="Workforce management: forecast calls, staff each interva
                   no_args_is_help=True)
 wfm.command("forecast")(forecast)
 wfm.command("staff")(staff)
+wfm.command("history")(history_command)
 wfm.command("schedule")(schedule)
 wfm.command("roster")(roster)
 app.add_typer(wfm, name="wfm")

@@ -458,6 +458,15 @@ class Metrics:
             rows.append({"start": self.origin + bucket * self.interval, "queue": queue, **kpis})
         return rows
 
+    def interval_totals(self) -> list[dict[str, Any]]:
+        """Per interval, the whole center's KPIs (each call offered once, at its first queue
+        entry), as ``total()`` is for the whole range."""
+        per: dict[int, Tally] = {}
+        for (bucket, _), t in self._tallies.items():
+            per.setdefault(bucket, Tally()).add(t)
+        return [{"start": self.origin + b * self.interval, **per[b].kpis(self.sl, total=True)}
+                for b in sorted(per)]
+
     def agents(self, now: float | None = None) -> dict[str, dict[str, Any]]:
         """Per agent; ``now`` closes the time of agents still logged in."""
         out = {}

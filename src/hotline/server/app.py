@@ -32,6 +32,7 @@ from hotline.server.api import (
     realtime,
     reports,
     telephony,
+    wfm,
 )
 from hotline.server.catalog import ensure_platform, tenant_setup
 from hotline.server.hub import Hub
@@ -194,7 +195,7 @@ def create_app(settings: Settings) -> FastAPI:
         redoc_url=None,
     )
     problems.install(app)
-    for module in (auth, config, control, realtime, reports, telephony, ivr, notices):
+    for module in (auth, config, control, realtime, reports, telephony, ivr, notices, wfm):
         app.include_router(module.router, prefix=API)
 
     @app.get(f"{API}/health", tags=["health"])

@@ -1,13 +1,16 @@
-"""`hotline erlang`, `hotline wfm forecast` and `hotline wfm staff`: forecasting and staffing
-from the command line (registered by hotline.cli)."""
+"""`hotline erlang`, `hotline wfm forecast`, `hotline wfm staff` and `hotline wfm history`:
+forecasting and staffing from the command line (registered by hotline.cli)."""
 
 from __future__ import annotations
 
 import csv
 import json
 import math
+import sys
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -17,8 +20,7 @@ from rich.table import Table
 
 from hotline.durations import parse_duration
 from hotline.wfm.erlang import ErlangInputError, StaffingResult, evaluate, required_agents
-from hotline.wfm.forecast import METHODS, backtest, history
-from hotline.wfm.forecast import forecast as predict
+from hotline.wfm.forecast import METHODS, history, plan, read_holidays
 from hotline.wfm.staffing import ForecastError, interval_length, read_forecast
 from hotline.wfm.staffing import staff as staff_intervals
 
@@ -209,18 +211,32 @@ def staff(
                   f"{peak['interval_start']}; {hours:,.1f} position-hours")
 
 
+HOLIDAYS_HELP = (
+    "File of holidays: one ISO date a line, optionally ',name' after it. In the history they "
+    "are unknown days (no method learns a normal day from them). A holiday in the horizon is "
+    "forecast as the history's past holidays went: its normal forecast times their mean ratio "
+    "to the same weekday one and two weeks around them, spread over the day as they were; "
+    "with no past holiday in the history, as the quietest day of the week ahead (usually "
+    "Sunday). A listed day the history has no rows for is unknown, not closed.")
+
+
 def forecast(
     history_file: Annotated[
         Path, typer.Option("--history", help="History CSV: interval_start, calls[, aht].")
     ],
     horizon: Annotated[str, typer.Option(help="How far ahead, e.g. 7d, 1d.")] = "7d",
     method: Annotated[
-        str, typer.Option(help="auto, seasonal-naive, historical-average or profile.")
+        str, typer.Option(help=f"auto, {', '.join(METHODS)}.")
     ] = "auto",
+    holidays: Annotated[Path | None, typer.Option(help=HOLIDAYS_HELP)] = None,
     interval: Annotated[
         str | None, typer.Option(help="Interval length (default: the file's usual step).")
     ] = None,
-    out: Annotated[Path | None, typer.Option(help="Write the forecast to this CSV.")] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(help="Write the forecast to this CSV (the history's columns: with aht "
+                     "when the history has it, the call-weighted mean of the same slot)."),
+    ] = None,
     json_output: Annotated[
         bool, typer.Option("--json", help="Print one JSON object instead of a table.")
     ] = False,
@@ -228,6 +244,10 @@ def forecast(
     """Forecast calls per interval; auto picks the method by a backtest on the history."""
     if method != "auto" and method not in METHODS:
         raise _fail("--method", f"{method!r}: one of auto, {', '.join(METHODS)}")
+    days = {}
+    if holidays is not None:
+        with _reading("--holidays", holidays):
+            days = read_holidays(holidays.read_text(encoding="utf-8-sig"))
     with _reading("--history", history_file):
         rows = read_forecast(history_file.read_text(encoding="utf-8-sig"))
         h = history(rows, _seconds("--interval", interval) if interval else None)
@@ -235,33 +255,110 @@ def forecast(
     if steps < 1 or steps != int(steps):
         raise _fail("--horizon", f"must be a whole number of {h.step:g}-second intervals")
     try:
-        scores = backtest(h, min(int(steps), h.season))
+        made = plan(h, int(steps), method, days)
     except ForecastError as exc:
-        if method == "auto":
-            raise _fail("--method", f"auto: {exc}") from None
-        scores = []
-    chosen = method if method != "auto" else min(scores, key=lambda a: a.mape).method
-    result = predict(h, int(steps), chosen)
+        raise _fail("--method", f"auto: {exc}") from None
+    result, chosen = made.intervals, made.method
     if out is not None:
-        _write_csv(out, ["interval_start", "calls"],
-                   ((r.start.isoformat(), f"{r.calls:g}") for r in result))
+        header = ["interval_start", "calls", *(["aht"] if made.with_aht else [])]
+        _write_csv(out, header, ((r.start.isoformat(), f"{r.calls:g}",
+                                  *(["" if r.aht is None else f"{r.aht:g}"]
+                                    if made.with_aht else []))
+                                 for r in result))
     if json_output:
-        typer.echo(json.dumps({
-            "method": chosen,
-            "interval": h.step,
-            "backtest": [vars(a) for a in scores],
-            "forecast": [{"interval_start": r.start.isoformat(), "calls": r.calls}
-                         for r in result],
-        }))
+        typer.echo(json.dumps({"interval": h.step, **made.to_dict(days)}))
         return
     table = Table(title="Backtest (rolling origins, the last weeks of the history)",
                   title_justify="left")
     for name in ("method", "interval MAPE", "MAE (calls)", "daily total error"):
         table.add_column(name, justify="left" if name == "method" else "right")
-    for a in scores:
+    for a in made.backtest:
         mark = " ←" if a.method == chosen else ""
         table.add_row(a.method + mark, f"{a.mape:.1f}%", f"{a.mae:.2f}", f"{a.daily_error:.1f}%")
     console = Console()
     console.print(table)
+    named = ", ".join(f"{d.isoformat()} {days[d]}".strip() for d in made.holidays)
     console.print(f"{chosen}: {len(result)} intervals from {result[0].start.isoformat()}, "
-                  f"{sum(r.calls for r in result):,.0f} calls" + (f" → {out}" if out else ""))
+                  f"{sum(r.calls for r in result):,.0f} calls"
+                  + (f"; holidays {named}" if named else "") + (f" → {out}" if out else ""))
+
+
+def _instant(option: str, text: str) -> float:
+    """ISO 8601 date or time (local time when no offset is given) as Unix seconds."""
+    try:
+        stamp = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise _fail(option, f"{text!r} is not an ISO 8601 date or time") from None
+    return (stamp if stamp.tzinfo else stamp.astimezone()).timestamp()
+
+
+def history_command(
+    tenant: Annotated[str, typer.Option(help="The tenant's slug, e.g. demo-bank.")],
+    from_: Annotated[
+        str, typer.Option("--from", help="First instant, ISO 8601 local time (a midnight).")
+    ],
+    to: Annotated[
+        str, typer.Option(help="End of the range (excluded; intervals not yet over are left "
+                          "out), ISO 8601.")
+    ],
+    queue: Annotated[
+        str | None, typer.Option(help="One queue (default: the whole center, each call once).")
+    ] = None,
+    interval: Annotated[str, typer.Option(help="Interval length, e.g. 15m, 30m, 1h.")] = "30m",
+    db: Annotated[
+        str | None,
+        typer.Option(help="Database URL (default: SQLite in the data dir); postgresql://..."),
+    ] = None,
+    data_dir: Annotated[Path, typer.Option(help="Where the embedded database lives.")] = Path(
+        "data"
+    ),
+    out: Annotated[
+        Path | None, typer.Option(help="Write the history to this CSV (default: stdout).")
+    ] = None,
+) -> None:
+    """A forecast's history from the server's stored calls: offered calls and AHT per
+    interval, as the interval reports count them (interval_start, calls, aht)."""
+    from sqlalchemy import select
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from hotline.db.database import DatabaseURLError, normalise_url, open_database
+    from hotline.db.schema import Tenant
+    from hotline.events.store import EventStore
+    from hotline.wfm.history import COLUMNS, history_rows, passed
+
+    t0, t1 = _instant("--from", from_), _instant("--to", to)
+    if t1 <= t0:
+        raise _fail("--to", "must be after --from")
+    step = _seconds("--interval", interval)
+    if step <= 0 or 86400 % step:
+        raise _fail("--interval", f"{interval!r} must divide a day")
+    url = db or f"sqlite:///{(data_dir / 'hotline.db').resolve()}"  # as `hotline serve`
+    try:
+        url = normalise_url(url)
+    except DatabaseURLError as exc:
+        raise _fail("--db", exc) from None
+    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).is_file():
+        raise _fail("--db", f"no database at {url.removeprefix('sqlite:///')}")
+    engine = open_database(url)
+    try:
+        with engine.connect() as conn:
+            tenant_id = conn.execute(select(Tenant.id).where(Tenant.slug == tenant)).scalar()
+        if tenant_id is None:
+            raise _fail("--tenant", f"no tenant {tenant!r} in this database")
+        # an interval still running would pass for a quiet one: only those over are read
+        events = EventStore(engine).read(tenant_id, t0, passed(t0, t1, step, time.time()))
+        rows = history_rows(events, start=t0, step=step, queue=queue)
+    except SQLAlchemyError as exc:
+        raise _fail("--db", str(exc).splitlines()[0]) from None
+    finally:
+        engine.dispose()
+    lines = ([r[k] if r[k] is not None else "" for k in COLUMNS] for r in rows)
+    if out is not None:
+        _write_csv(out, COLUMNS, lines)
+    else:
+        writer = csv.writer(sys.stdout, lineterminator="\n")
+        writer.writerow(COLUMNS)
+        writer.writerows(lines)
+    if not rows:
+        typer.echo(f"note: no calls {'in ' + queue + ' ' if queue else ''}in that range",
+                   err=True)

@@ -1,0 +1,136 @@
+"""A forecast's history from the server's stored calls, as planners rely on it: the same
+offered counts and AHT per interval as the queue report, only intervals that are over, the
+same file from the API and from `hotline wfm history`, and a forecast from it (or from an
+uploaded history) with its backtest; who may ask. On SQLite and on PostgreSQL."""
+
+from __future__ import annotations
+
+import csv
+import io
+import time
+from datetime import datetime
+from typing import Any
+
+from typer.testing import CliRunner
+
+from hotline.cli import app
+from hotline.wfm import synthetic
+from hotline.wfm.forecast import METHODS
+from hotline.wfm.staffing import read_forecast
+from test_server_api import (  # the server under test, as the API tests build it
+    Actor,
+    Center,
+    center,  # noqa: F401 - a fixture
+    cheap_hashing,  # noqa: F401 - an autouse fixture
+    invalid,
+    ok,
+    problem,
+    server,  # noqa: F401 - a fixture
+    wait_until,
+)
+
+MARGIN = 15.0  # seconds left in the first interval to make the calls in
+
+
+def answered(c: Center, queue: str) -> None:
+    cid = c.call(queue)["call"]
+    agent = ok(c.admin.get(f"/calls/{cid}"))["agents"][0]
+    who: Actor = c.alice if agent == "A1" else c.bob
+    ok(who.post(f"/calls/{cid}/answer"))
+    ok(who.post(f"/calls/{cid}/hangup"))
+
+
+def test_history_counts_what_the_queue_report_counts(center: Center,  # noqa: F811
+                                                      db_url: str) -> None:
+    admin = center.admin
+    t0 = time.time() - 900 + MARGIN  # the first 15-minute interval ends MARGIN s from now
+    ok(center.alice.post("/agents/A1/login", json={"ready": True}))
+    ok(center.bob.post("/agents/A2/login", json={"ready": True}))
+    for queue in ("sales", "sales", "support"):
+        answered(center, queue)
+    gone = center.call("sales")["call"]  # the caller hangs up at once: offered all the same
+    ok(admin.post(f"/calls/{gone}/abandon"))
+    assert time.time() < t0 + 900, "the calls took longer than the margin"
+    window = {"from": str(t0), "to": str(t0 + 1800), "interval": "15m"}
+    report = ok(admin.get("/reports/queues", params=window))["rows"]
+    # the interval has not ended: the history leaves it out rather than call it quiet
+    assert ok(admin.get("/wfm/history", params=window))["rows"] == []
+    wait_until(lambda: time.time() > t0 + 900, timeout=MARGIN + 5, what="the interval's end")
+    answered(center, "sales")  # in the next interval, still running: not in the history
+
+    rows = ok(admin.get("/wfm/history", params=window))["rows"]
+    first = [r for r in report if r["interval_start"] == rows[0]["interval_start"]]
+    assert len(rows) == 1 and first
+    assert rows[0]["calls"] == sum(r["offered"] for r in first) == 4
+    handled = [r for r in first if r["aht"] is not None]
+    center_aht = (sum(r["aht"] * r["answered"] for r in handled)
+                  / sum(r["answered"] for r in handled))
+    assert rows[0]["aht"] is not None and abs(rows[0]["aht"] - center_aht) <= 1e-9
+    sales = ok(admin.get("/wfm/history", params={**window, "queue": "sales"}))["rows"]
+    [sales_report] = [r for r in first if r["queue"] == "sales"]
+    assert [(r["calls"], r["aht"]) for r in sales] == [
+        (sales_report["offered"], sales_report["aht"])]
+
+    # the CSV is a history file, the same as the command line writes from the database
+    text = admin.get("/wfm/history", params={**window, "format": "csv"}).text
+    [parsed] = read_forecast(text)
+    assert parsed.calls == 4 and parsed.aht == rows[0]["aht"]
+    result = CliRunner().invoke(app, ["wfm", "history", "--db", db_url, "--tenant", "acme",
+                                      "--from", _iso(t0), "--to", _iso(t0 + 1800),
+                                      "--interval", "15m"])
+    assert result.exit_code == 0, result.output
+    assert list(csv.reader(io.StringIO(result.stdout))) == list(csv.reader(io.StringIO(text)))
+
+    # a forecast from the stored calls: one interval is too little to backtest, not to
+    # forecast with a named method
+    stored = {"from": str(t0), "to": str(t0 + 1800), "interval": "15m", "horizon": "1d"}
+    invalid(admin.post("/wfm/forecast", json=stored), "body.from")
+    body = ok(admin.post("/wfm/forecast", json={**stored, "method": "seasonal-naive"}))
+    assert body["backtest"] == [] and len(body["forecast"]) == 96
+    assert all("aht" in f for f in body["forecast"])  # the stored history has AHT
+
+
+def _iso(t: float) -> str:
+    return datetime.fromtimestamp(t).astimezone().isoformat()
+
+
+def test_who_may_read_the_history(center: Center) -> None:  # noqa: F811
+    now = time.time()
+    window = {"from": str(now - 7 * 86400), "to": str(now)}
+    for actor in (center.alice, center.qa):
+        problem(actor.get("/wfm/history", params=window), 403)
+    problem(center.sup.get("/wfm/history", params=window), 403)  # which of their queues?
+    problem(center.sup.get("/wfm/history", params={**window, "queue": "vip"}), 403)
+    ok(center.sup.get("/wfm/history", params={**window, "queue": "sales"}))
+    ok(center.planner.get("/wfm/history", params=window))
+    invalid(center.planner.get("/wfm/history", params={**window, "from": "last week"}),
+            "query.from")
+    invalid(center.planner.get("/wfm/history",
+                               params={**window, "from": str(now - 400 * 86400)}), "query.to")
+
+
+def as_csv(rows: list[Any]) -> str:
+    return "interval_start,calls\n" + "".join(f"{r.start.isoformat()},{r.calls:g}\n"
+                                              for r in rows)
+
+
+def test_forecast_from_an_uploaded_history_or_the_stored_calls(
+        center: Center) -> None:  # noqa: F811
+    planner = center.planner
+    upload = {"history": as_csv(synthetic.history(6)), "horizon": "1d",
+              "holidays": ["2026-02-16"]}
+    body = ok(planner.post("/wfm/forecast", json=upload))
+    assert {a["method"] for a in body["backtest"]} == set(METHODS)
+    assert body["method"] == min(body["backtest"], key=lambda a: a["mape"])["method"]
+    assert len(body["forecast"]) == 48 and body["holidays"] == [
+        {"date": "2026-02-16", "name": ""}]
+    r = planner.post("/wfm/forecast", json=upload, params={"format": "csv"})
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/csv")
+    assert [x.calls for x in read_forecast(r.text)] == [f["calls"] for f in body["forecast"]]
+    invalid(planner.post("/wfm/forecast", json={**upload, "method": "tarot"}), "body.method")
+    invalid(planner.post("/wfm/forecast", json={**upload, "history": "when,calls\n"}),
+            "body.history")
+    invalid(planner.post("/wfm/forecast", json={**upload, "horizon": "7m"}), "body.horizon")
+
+    problem(center.alice.post("/wfm/forecast", json=upload), 403)
+    problem(center.sup.post("/wfm/forecast", json={"queue": "vip"}), 403)
