@@ -8,7 +8,7 @@ from __future__ import annotations
 import csv
 import io
 import time
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from typer.testing import CliRunner
@@ -134,3 +134,71 @@ def test_forecast_from_an_uploaded_history_or_the_stored_calls(
 
     problem(center.alice.post("/wfm/forecast", json=upload), 403)
     problem(center.sup.post("/wfm/forecast", json={"queue": "vip"}), 403)
+
+
+RULES = {
+    "shifts": [{"name": "day", "start": ["08:00", "09:00"], "length": "8h30m",
+                "breaks": [{"duration": "30m", "earliest": "3h", "latest": "5h",
+                            "paid": False}]}],
+    "tours": [{"name": "full-time", "working_days": 5}],
+    "solver": {"time_limit": "60s"},
+}
+
+
+def test_planner_goes_from_forecast_to_a_named_roster(center: Center) -> None:  # noqa: F811
+    """Forecast → agents per interval → shifts → named agents, each step's output the next
+    one's input as a planner's browser would pass it on; a support line goes to the agent
+    with the support skill."""
+    planner = center.planner
+    monday = datetime(2026, 12, 7)
+    forecast = "interval_start,calls\n" + "".join(
+        f"{monday + timedelta(days=d, hours=9, minutes=30 * k):%Y-%m-%dT%H:%M},12\n"
+        for d in range(5) for k in range(16))
+    r = planner.post("/wfm/staff", json={"forecast": forecast, "aht": "5m"},
+                     params={"format": "csv"})
+    assert r.status_code == 200, r.text
+    need = read_forecast(r.text, "positions")
+    assert {x.calls for x in need} == {
+        ok(planner.post("/wfm/staff", json={"forecast": forecast, "aht": "5m"}))
+        ["intervals"][0]["positions"]}
+    body = ok(planner.post("/wfm/schedule", json={"requirements": r.text, "rules": RULES}))
+    assert body["short_agent_hours"] == 0 and body["bound"] <= body["objective"] + 1e-6
+    per_interval = {c["interval_start"]: c for c in body["coverage"]}
+    for x in need:
+        assert per_interval[x.start.isoformat()]["scheduled"] >= x.calls
+    lines = {a["agent"] for a in body["activities"]}
+    schedule_csv = planner.post("/wfm/schedule", json={"requirements": r.text,
+                                                       "rules": RULES},
+                                params={"format": "csv"}).text
+    roster = ok(planner.post("/wfm/assign", json={"schedule": schedule_csv,
+                                                  "skill": "support"}))
+    # Only A2 has the support skill: one line is staffed by A2, the others stay open.
+    assert list(roster["assigned"].values()) == ["A2"]
+    assert set(roster["open_lines"]) | set(roster["assigned"]) == lines
+    assert {a["agent"] for a in roster["activities"]} == {"A2"}
+    contracts = ok(planner.post("/wfm/assign", json={
+        "schedule": schedule_csv, "agents": [{"agent": "A1", "max_hours": 10}]}))
+    assert contracts["assigned"] == {} and contracts["idle_agents"] == ["A1"]
+
+
+def test_scheduling_input_errors_name_the_field(center: Center) -> None:  # noqa: F811
+    planner = center.planner
+    req = "interval_start,positions\n2026-12-07T09:00,2\n2026-12-07T09:30,2\n"
+    invalid(planner.post("/wfm/schedule", json={"requirements": req, "rules": {
+        "shifts": [{"name": "day", "start": "26:00", "length": "8h"}]}}),
+        "body.rules.shifts.0.start")
+    invalid(planner.post("/wfm/schedule", json={"requirements": "interval_start\n",
+                                                "rules": RULES}), "body.requirements")
+    r = planner.post("/wfm/schedule", json={"requirements": req.replace("09:", "03:"),
+                                            "rules": RULES})
+    assert r.status_code == 422 and "under_coverage" in r.json()["detail"]
+    invalid(planner.post("/wfm/assign", json={"schedule": "agent,start\n"}), "body.schedule")
+    invalid(planner.post("/wfm/assign", json={
+        "schedule": "agent,start,end,activity\nline-1,2026-12-07T09:00,2026-12-07T17:00,work\n",
+        "agents": [{"agent": "ZZ"}]}), "body.agents.0.agent")
+    invalid(planner.post("/wfm/assign", json={
+        "schedule": "agent,start,end,activity\nline-1,2026-12-07T09:00,2026-12-07T17:00,work\n",
+        "agents": [{"agent": "A1", "available": "9am-5pm"}]}), "body.agents.0")
+    for who in (center.sup, center.alice, center.qa):
+        problem(who.post("/wfm/schedule", json={"requirements": req, "rules": RULES}), 403)
+        problem(who.post("/wfm/assign", json={"schedule": "agent\n"}), 403)

@@ -80,32 +80,30 @@ def _list(value: Any) -> Any:
 
 
 Duration = Annotated[float, BeforeValidator(_duration)]
-Clock = Annotated[float, BeforeValidator(_clock)]
 
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class StartRange(_Model):
-    """Every ``step`` from ``from`` to ``to`` inclusive."""
-
-    first: Clock = Field(alias="from")
-    last: Clock = Field(alias="to")
-    step: Duration
-
-    @model_validator(mode="after")
-    def _check(self) -> StartRange:
-        if self.step <= 0:
-            raise ValueError("step must be > 0")
-        if self.last < self.first:
-            raise ValueError("'to' must not be before 'from' (a range crossing midnight is "
-                             "two ranges)")
-        return self
-
-    def times(self) -> list[float]:
-        n = int((self.last - self.first) // self.step)
-        return [self.first + i * self.step for i in range(n + 1)]
+def _starts(value: Any) -> tuple[float, ...]:
+    """'07:00', a list of such, or {from, to, step} ranges (inclusive) → seconds of day."""
+    out: list[float] = []
+    for item in value if isinstance(value, list) else [value]:
+        if isinstance(item, dict):
+            if set(item) != {"from", "to", "step"}:
+                raise ValueError("a range of starts has exactly 'from', 'to' and 'step'")
+            first, last, step = _clock(item["from"]), _clock(item["to"]), _duration(item["step"])
+            if step <= 0:
+                raise ValueError("the step of a range of starts must be > 0")
+            if last < first:
+                raise ValueError("'to' is before 'from' (a range over midnight is two ranges)")
+            out.extend(first + i * step for i in range(int((last - first) // step) + 1))
+        else:
+            out.append(_clock(item))
+    if not out:
+        raise ValueError("give at least one start")
+    return tuple(sorted(set(out)))
 
 
 class BreakSpec(_Model):
@@ -130,9 +128,7 @@ class BreakSpec(_Model):
 
 class ShiftSpec(_Model):
     name: str = Field(min_length=1)
-    starts: Annotated[list[Clock | StartRange], BeforeValidator(_list)] = Field(
-        alias="start", min_length=1
-    )
+    starts: Annotated[tuple[float, ...], BeforeValidator(_starts)] = Field(alias="start")
     lengths: Annotated[list[Duration], BeforeValidator(_list)] = Field(
         alias="length", min_length=1
     )
@@ -255,14 +251,11 @@ class Template:
 def templates(rules: Rules) -> list[Template]:
     out: dict[tuple[str, float, float], Template] = {}
     for spec in rules.shifts:
-        starts: list[float] = []
-        for item in spec.starts:
-            starts.extend(item.times() if isinstance(item, StartRange) else [item])
         days = frozenset(
             range(7) if spec.days is None else (WEEKDAYS.index(d) for d in spec.days)
         )
         hourly = rules.costs.paid_hour if spec.cost_per_hour is None else spec.cost_per_hour
-        for start in sorted(set(starts)):
+        for start in spec.starts:
             for length in sorted(set(spec.lengths)):
                 out[spec.name, start, length] = Template(
                     spec.name, start, length, tuple(spec.breaks), days, hourly

@@ -1,7 +1,8 @@
-"""Workforce management over HTTP: a forecast's history from the stored calls (offered calls
-and AHT per interval, as the queue reports count them), and a forecast from it or from an
-uploaded history, with the backtest that chose its method. For planners, admins and
-supervisors (one of their queues at a time)."""
+"""Workforce management over HTTP, the CLI's steps for a planner at a browser: a forecast's
+history from the stored calls (offered calls and AHT per interval, as the queue reports count
+them), a forecast from it or from an uploaded history with the backtest that chose its
+method (planners, admins and supervisors, one of their queues at a time); then agents per
+interval, the shift schedule and the roster of named agents (planners and admins)."""
 
 from __future__ import annotations
 
@@ -13,18 +14,26 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Query
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
-from pydantic import Field
+from pydantic import Field, ValidationError
+from sqlalchemy import select
 
+from hotline.db.schema import Agent
 from hotline.durations import parse_duration
 from hotline.server.api.reports import _filename, _when
 from hotline.server.catalog import Code, Model
 from hotline.server.export import table
-from hotline.server.problems import ApiError, forbidden, invalid
+from hotline.server.problems import ApiError, field_errors, forbidden, invalid, invalid_fields
 from hotline.server.security import Principal
-from hotline.server.state import Roles, State
+from hotline.server.state import DB, Roles, State
+from hotline.wfm.activities import COLUMNS as ACTIVITY_COLUMNS
+from hotline.wfm.activities import Activity, ActivityError, read_activities
+from hotline.wfm.commands import STAFF_COLUMNS
+from hotline.wfm.erlang import ErlangInputError
 from hotline.wfm.forecast import METHODS, history, plan
 from hotline.wfm.history import COLUMNS, history_rows, passed
-from hotline.wfm.staffing import ForecastError, Interval, read_forecast
+from hotline.wfm.roster import RosterError, assign, lines_of, read_agents
+from hotline.wfm.schedule import Rules, ScheduleError, requirement, solve
+from hotline.wfm.staffing import ForecastError, Interval, interval_length, read_forecast, staff
 
 router = APIRouter(tags=["wfm"])
 Planner = Annotated[Principal, Depends(Roles("admin", "supervisor", "planner"))]
@@ -152,3 +161,168 @@ async def wfm_forecast(
                         headers={"Content-Disposition": f'attachment; filename="{name}.csv"'})
     return {"interval": h.step, **made.to_dict()}
 
+
+
+# --------------------------------------------------------------- staffing, shifts, rosters
+Scheduler = Annotated[Principal, Depends(Roles("admin", "planner"))]
+MAX_SOLVE = 300.0  # seconds a request may keep one worker thread solving
+
+
+def _csv_rows(text: str, field: str, column: str = "calls") -> list[Interval]:
+    try:
+        return read_forecast(text, column)
+    except ForecastError as exc:
+        raise invalid(field, str(exc)) from None
+
+
+def _seconds(value: str, field: str) -> float:
+    try:
+        return parse_duration(value)
+    except ValueError as exc:
+        raise invalid(field, str(exc)) from None
+
+
+class StaffIn(Model):
+    forecast: str = Field(max_length=20_000_000,
+                          description="forecast CSV: interval_start, calls[, aht]")
+    aht: str | None = Field(None, max_length=16, description="where a row has no aht, e.g. 5m")
+    sl_time: str = Field("20s", max_length=16)
+    sl_target: float = Field(0.8, gt=0, le=1)
+    patience: str | None = Field(None, max_length=16, description="Erlang A: mean patience")
+    shrinkage: float = Field(0.0, ge=0, lt=1)
+    max_occupancy: float = Field(1.0, gt=0, le=1)
+    interval: str | None = Field(None, max_length=16, description="default: the file's step")
+
+
+@router.post("/wfm/staff")
+async def wfm_staff(body: StaffIn, caller: Planner, format: Literal["json", "csv"] = "json",
+                    ) -> Any:
+    """Agents and positions per interval (Erlang C, or A with ``patience``); ``format=csv``
+    is the requirement file ``/wfm/schedule`` takes."""
+    rows = _csv_rows(body.forecast, "body.forecast")
+    try:
+        period = (_seconds(body.interval, "body.interval") if body.interval
+                  else interval_length(rows))
+        result = await run_in_threadpool(
+            staff, rows, period=period,
+            aht=None if body.aht is None else _seconds(body.aht, "body.aht"),
+            sl_time=_seconds(body.sl_time, "body.sl_time"), sl_target=body.sl_target,
+            patience=None if body.patience is None else _seconds(body.patience,
+                                                                 "body.patience"),
+            shrinkage=body.shrinkage, max_occupancy=body.max_occupancy)
+    except ForecastError as exc:
+        raise invalid("body.forecast", str(exc)) from None
+    except ErlangInputError as exc:
+        raise invalid(f"body.{exc.param}", exc.detail) from None
+    if format == "csv":
+        return await run_in_threadpool(table, result, "csv", "requirement", STAFF_COLUMNS)
+    return {"interval": period, "intervals": result}
+
+
+class ScheduleIn(Model):
+    requirements: str = Field(max_length=20_000_000,
+                              description="requirement CSV: interval_start and the column")
+    column: Literal["positions", "agents"] = "positions"
+    rules: dict[str, Any] = Field(description="the shift rules (the rules YAML as JSON)")
+    time_limit: float | None = Field(None, gt=0, le=MAX_SOLVE,
+                                     description="seconds; default the rules', at most 300")
+
+
+def _activity_rows(activities: list[Activity]) -> list[dict[str, str]]:
+    return [{"agent": a.agent, "start": a.start.isoformat(), "end": a.end.isoformat(),
+             "activity": a.kind} for a in activities]
+
+
+@router.post("/wfm/schedule")
+async def wfm_schedule(body: ScheduleIn, caller: Scheduler,
+                       format: Literal["json", "csv"] = "json") -> Any:
+    """Shifts, breaks and tours covering the requirement at least cost (the MIP of
+    ``hotline wfm schedule``): the solver's objective, bound and gap, shifts per day,
+    coverage per interval, and each line's week as activities (``format=csv``: just those)."""
+    try:
+        rules = Rules.model_validate(body.rules)
+    except ValidationError as exc:
+        raise invalid_fields(field_errors(exc.errors(), ("body", "rules"))) from None
+    rows = _csv_rows(body.requirements, "body.requirements", body.column)
+    try:
+        req = requirement(rows, [r.calls for r in rows], rules.interval)
+    except ForecastError as exc:
+        raise invalid("body.requirements", str(exc)) from None
+    limit = min(body.time_limit or rules.solver.time_limit, MAX_SOLVE)
+    try:
+        result = await run_in_threadpool(solve, rules, req, time_limit=limit)
+    except ScheduleError as exc:
+        raise ApiError(422, "No schedule", str(exc)) from None
+    activities = _activity_rows(result.activities())
+    if format == "csv":
+        return await run_in_threadpool(table, activities, "csv", "schedule",
+                                       list(ACTIVITY_COLUMNS))
+    return {
+        **result.summary(),
+        "shifts": result.shifts(),
+        "coverage": [{"interval_start": req.interval_start(i).isoformat(),
+                      "required": float(req.need[i]), "scheduled": float(result.coverage[i])}
+                     for i in range(len(req.need))],
+        "activities": activities,
+    }
+
+
+class ContractIn(Model):
+    agent: Code
+    min_hours: float | None = Field(None, ge=0, le=168)
+    max_hours: float | None = Field(None, ge=0, le=168)
+    unavailable: list[str] = Field(default_factory=list, max_length=400,
+                                   description="weekdays (mon…sun) and dates YYYY-MM-DD")
+    available: str | None = Field(None, max_length=11, description="daily, e.g. 08:00-18:00")
+    prefer_start: str | None = Field(None, max_length=5, description="HH:MM")
+    prefer_off: list[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]] = Field(
+        default_factory=list)
+
+
+class AssignIn(Model):
+    schedule: str = Field(max_length=20_000_000,
+                          description="the schedule's activities CSV (agent = line)")
+    skill: Code | None = Field(None, description="only agents with this skill take lines")
+    agents: list[ContractIn] | None = Field(
+        None, max_length=20_000,
+        description="contracts and wishes of the tenant's agents (default: every agent, "
+        "no limits); agents not listed take no line")
+
+
+@router.post("/wfm/assign")
+async def wfm_assign(body: AssignIn, caller: Scheduler, db: DB) -> Any:
+    """Named agents on the schedule's lines (``hotline wfm roster``): skills from the
+    tenant's agents, contracts and wishes from the body. The result's activities are what
+    ``PUT /wfm/roster`` publishes."""
+    try:
+        lines = lines_of(read_activities(body.schedule))
+    except ActivityError as exc:
+        raise invalid("body.schedule", str(exc)) from None
+    if not lines:
+        raise invalid("body.schedule", "no activities")
+    skills = {code: dict(sk) for code, sk in db.execute(
+        select(Agent.code, Agent.skills).where(Agent.tenant_id == caller.tenant_id))}
+    wishes = body.agents if body.agents is not None else [
+        ContractIn.model_validate({"agent": code}) for code in sorted(skills)]
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\n")
+    writer.writerow(["agent", "skills", "min_hours", "max_hours", "unavailable", "available",
+                     "prefer_start", "prefer_off"])
+    for i, w in enumerate(wishes):
+        if w.agent not in skills:
+            raise invalid(f"body.agents.{i}.agent", f"no agent {w.agent!r} in this tenant")
+        writer.writerow([
+            w.agent, " ".join(f"{s}:{lv}" for s, lv in skills[w.agent].items()),
+            "" if w.min_hours is None else w.min_hours,
+            "" if w.max_hours is None else w.max_hours, " ".join(w.unavailable),
+            w.available or "", w.prefer_start or "", " ".join(w.prefer_off)])
+    try:
+        people = read_agents(text.getvalue())
+    except RosterError as exc:  # "line n: ..." is the file's row n, the body's agents.(n-2)
+        row, _, message = str(exc).partition(": ")
+        line = row.removeprefix("line ")
+        field = f"body.agents.{int(line) - 2}" if line.isdigit() and int(line) > 1 else \
+            "body.agents"
+        raise invalid(field, message or str(exc)) from None
+    result = await run_in_threadpool(assign, lines, people, body.skill)
+    return {**result.to_dict(), "activities": _activity_rows(result.activities)}
