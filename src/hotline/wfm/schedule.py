@@ -639,7 +639,9 @@ def _highs(cost: np.ndarray, matrix: csc_array, upper: np.ndarray, row_lb: np.nd
     if info.primal_solution_status != 2:  # no feasible solution
         raise ScheduleError(f"no schedule found within {time_limit:g} s "
                             f"({h.modelStatusToString(status)})")
-    names = {highspy.HighsModelStatus.kOptimal: "optimal",
+    # HiGHS says "optimal" once the gap is within mip_rel_gap; say which.
+    exact = info.mip_gap <= 1e-9
+    names = {highspy.HighsModelStatus.kOptimal: "optimal" if exact else "within gap",
              highspy.HighsModelStatus.kTimeLimit: "time limit"}
     return _Solution(names.get(status, h.modelStatusToString(status)),
                      np.array(h.getSolution().col_value), info.objective_function_value,
