@@ -252,6 +252,18 @@ class AdherenceEngine:
             self._evaluate(a, a.last)
             self._reschedule(a)
 
+    def forget(self, before: float) -> None:
+        """Drop activities that ended before ``before`` and were passed (a long-running
+        server keeps only the days it needs)."""
+        for a in self._agents.values():
+            k = 0
+            while k < a.i and a.slots[k].end <= before:
+                k += 1
+            if k:
+                del a.slots[:k]
+                del a.starts[:k]
+                a.i -= k
+
     def next_timer(self) -> float:
         """When ``on_timer`` next has something to do (a boundary or a stretch turning
         severe); ``inf`` when nothing is pending."""
