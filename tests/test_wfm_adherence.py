@@ -52,8 +52,11 @@ def engine_with(roster: list[Slot], agent: str = "A1", **rules: float) -> Adhere
 
 def test_live_status_follows_the_schedule_and_turns_severe_after_five_minutes() -> None:
     e = engine_with(ROSTER)
+    assert [(c.activity, c.in_adherence, c.rostered) for c in e.changes] == [
+        ("off", True, True)]  # publishing is news even when nothing else changed
+    e.changes.clear()
     s = e.status("A1", at(8, 30))
-    assert (s.activity, s.state, s.in_adherence) == ("off", "logged_out", True)
+    assert (s.activity, s.state, s.in_adherence, s.rostered) == ("off", "logged_out", True, True)
     assert s.activity_end == at(9)  # when the next activity starts
 
     e.set_state(at(9, 2), "A1", "ready", None)  # late: out of adherence 9:00–9:02

@@ -116,10 +116,12 @@ class AdherenceStatus:
     since: float  # start of the current stretch in (or out of) adherence
     out_seconds: float  # now − since when out of adherence, else 0
     severe: bool
+    rostered: bool  # has any activity in the engine's window (else: no roster to follow)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "agent": self.agent,
+            "rostered": self.rostered,
             "activity": self.activity,
             "activity_end": self.activity_end,
             "state": self.state,
@@ -143,10 +145,12 @@ class AdherenceChange:
     in_adherence: bool
     since: float
     severe: bool
+    rostered: bool
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "type": "adherence",
+            "rostered": self.rostered,
             "t": self.t,
             "agent": self.agent,
             "activity": self.activity,
@@ -249,7 +253,7 @@ class AdherenceEngine:
             a.slots = merged
             a.starts = [s.start for s in merged]
             a.i = bisect_right([s.end for s in merged], a.last)
-            self._evaluate(a, a.last)
+            self._evaluate(a, a.last, force=True)
             self._reschedule(a)
 
     def forget(self, before: float) -> None:
@@ -307,6 +311,7 @@ class AdherenceEngine:
             since=a.since,
             out_seconds=0.0 if a.adhering else t - a.since,
             severe=a.severe,
+            rostered=bool(a.slots),
         )
 
     def agents(self) -> list[str]:
@@ -360,12 +365,13 @@ class AdherenceEngine:
             a.tally[key] = a.tally.get(key, 0.0) + (t - begin)
         a.last = t
 
-    def _evaluate(self, a: _Agent, t: float) -> None:
-        """Re-judge the agent at ``t`` (its schedule pointer is current)."""
+    def _evaluate(self, a: _Agent, t: float, force: bool = False) -> None:
+        """Re-judge the agent at ``t`` (its schedule pointer is current); ``force``: tell
+        even if nothing changed (its roster did)."""
         s = a.slots[a.i] if a.i < len(a.slots) else None
         kind = s.kind if s is not None and s.start <= t else OFF
         adhering = self.rules.adheres(kind, a.state, a.reason)
-        changed = kind != a.kind
+        changed = force or kind != a.kind
         a.kind = kind
         if adhering != a.adhering:
             a.adhering = adhering
@@ -378,7 +384,7 @@ class AdherenceEngine:
             changed = True
         if changed:
             self.changes.append(AdherenceChange(t, a.id, kind, a.state, a.reason, adhering,
-                                                a.since, a.severe))
+                                                a.since, a.severe, bool(a.slots)))
 
     def _reschedule(self, a: _Agent) -> None:
         deadline = self._next(a)
