@@ -127,6 +127,17 @@ def _live(state: ServerState) -> LiveAdherence:
 Row = tuple[str, str, float, float, str]  # (where in the body, agent, start, end, kind)
 
 
+def _row(where: str, agent: str, start: datetime, end: datetime, kind: str,
+         tz: tzinfo | None) -> Row:
+    times = []
+    for name, moment in (("start", start), ("end", end)):
+        try:
+            times.append(_stamp(moment, tz))
+        except (ValueError, OverflowError, OSError):
+            raise invalid(f"{where}.{name}", "not a time this server can represent") from None
+    return (where, agent, times[0], times[1], kind)
+
+
 def _parse_roster(kind: str, raw: bytes, tz: tzinfo | None) -> list[Row]:
     try:
         text = raw.decode("utf-8-sig")
@@ -141,18 +152,15 @@ def _parse_roster(kind: str, raw: bytes, tz: tzinfo | None) -> list[Row]:
         for line, row in enumerate(csv.DictReader(io.StringIO(text)), start=2):
             key = ((row["agent"] or "").strip(), datetime.fromisoformat(row["start"].strip()))
             lines.setdefault(key, line)
-        return [
-            (f"body.line {lines[(a.agent, a.start)]}", a.agent,
-             _stamp(a.start, tz), _stamp(a.end, tz), a.kind)
-            for a in activities
-        ]
+        return [_row(f"body.line {lines[(a.agent, a.start)]}", a.agent, a.start, a.end, a.kind,
+                     tz) for a in activities]
     try:
         items = _ACTIVITIES.validate_python(json.loads(text))
     except json.JSONDecodeError as err:
         raise invalid("body", f"not JSON: {err.msg} at line {err.lineno}") from None
     except ValidationError as err:
         raise invalid_fields(field_errors(err.errors(), ("body",))) from None
-    return [(f"body.{i}", a.agent, _stamp(a.start, tz), _stamp(a.end, tz), a.activity)
+    return [_row(f"body.{i}", a.agent, a.start, a.end, a.activity, tz)
             for i, a in enumerate(items)]
 
 
