@@ -1169,3 +1169,149 @@ def test_agent_report_counts_only_time_that_has_passed(center: Center) -> None:
     assert mine
     for key in ("logged_in_time", "staffed_time"):
         assert 0 < sum(r[key] for r in mine) <= elapsed + 1, (key, mine)
+
+
+# ---------------------------------------------------------------------- 10. workforce: roster
+def _at(seconds_from_now: float) -> str:
+    """An ISO 8601 time with the server's offset, this many seconds from now."""
+    return datetime.fromtimestamp(time.time() + seconds_from_now).astimezone().isoformat()
+
+
+def _roster(*rows: tuple[str, float, float, str]) -> list[dict[str, str]]:
+    return [{"agent": a, "start": _at(s), "end": _at(e), "activity": k} for a, s, e, k in rows]
+
+
+def _adherence(actor: Actor) -> dict[str, dict[str, Any]]:
+    return {row["agent"]: row for row in ok(actor.get("/wfm/adherence"))["agents"]}
+
+
+def test_a_published_roster_drives_live_adherence(center: Center) -> None:
+    """Alice (team red) is rostered to work, Bob on a break: the floor shows who is doing
+    what they should, supervisors only their teams, and changes are pushed on the stream."""
+    day = {"from": _at(-3600), "to": _at(3600)}
+    roster = _roster(("A1", -1800, 1800, "work"), ("A2", -600, 600, "break"))
+    published = ok(center.planner.put("/wfm/roster", json=roster, params=day))
+    assert (published["activities"], published["agents"]) == (2, 2)
+    assert "roster.publish" in {e["action"] for e in center.audit()}
+    client = center.server.client
+    with client.websocket_connect(f"{API}/events?token={center.sup.token}") as ws:
+        ws_receive(ws)  # hello
+        ok(center.alice.post("/agents/A1/login", json={"ready": True}))
+        ok(center.bob.post("/agents/A2/login", json={"ready": True}))
+        floor = _adherence(center.planner)
+        assert (floor["A1"]["activity"], floor["A1"]["state"]) == ("work", "ready")
+        assert floor["A1"]["in_adherence"] and floor["A1"]["out_seconds"] == 0
+        assert (floor["A2"]["activity"], floor["A2"]["in_adherence"]) == ("break", False)
+        assert floor["A2"]["out_seconds"] > 0 and not floor["A2"]["severe"]
+        assert set(_adherence(center.sup)) == {"A1"}  # its team only
+
+        # Alice takes an unscheduled break: out of adherence, pushed to her supervisor.
+        ok(center.alice.post("/agents/A1/not-ready", json={"reason": "break"}))
+        seen = ws_until(ws, lambda m: m["type"] == "adherence" and not m["in_adherence"])
+        pushed = [m for m in seen if m["type"] == "adherence"]
+        assert [(m["agent"], m["activity"], m["in_adherence"]) for m in pushed] == [
+            ("A1", "work", True), ("A1", "work", False)]  # logged in, then the break
+        assert not _adherence(center.sup)["A1"]["in_adherence"]
+    ok(center.bob.post("/agents/A2/not-ready", json={"reason": "break"}))
+    assert _adherence(center.planner)["A2"]["in_adherence"]
+
+    # Republishing the range replaces it: Bob is no longer rostered, so logged in is out.
+    ok(center.admin.put("/wfm/roster", json=roster[:1], params=day))
+    listed = ok(center.planner.get("/wfm/roster", params=day))
+    assert [(r["agent"], r["activity"]) for r in listed] == [("A1", "work")]
+    bob = _adherence(center.planner)["A2"]
+    assert (bob["activity"], bob["in_adherence"], bob["rostered"]) == ("off", False, False)
+    assert _adherence(center.planner)["A1"]["rostered"]
+    assert ok(center.alice.get("/wfm/roster", params=day))[0]["agent"] == "A1"
+    assert ok(center.bob.get("/wfm/roster", params=day)) == []  # his own only
+    text = center.planner.get("/wfm/roster", params={**day, "format": "csv"}).text
+    assert text.splitlines()[0] == "agent,start,end,activity" and ",A1," not in text
+    assert text.splitlines()[1].startswith("A1,") and text.splitlines()[1].endswith(",work")
+
+
+def test_a_roster_is_checked_and_published_only_by_planners_and_admins(center: Center) -> None:
+    day = {"from": _at(-3600), "to": _at(3600)}
+    good = _roster(("A1", 0, 600, "work"))
+    for actor in (center.sup, center.qa, center.alice):
+        problem(actor.put("/wfm/roster", json=good, params=day), 403)
+    for actor in (center.qa, center.alice):
+        problem(actor.get("/wfm/adherence"), 403)
+        problem(actor.get("/wfm/adherence/report", params=day), 403)
+    invalid(center.planner.put("/wfm/roster", json=[*good, *_roster(("X9", 0, 60, "work"))],
+                               params=day), "body.1.agent")
+    invalid(center.planner.put("/wfm/roster", json=_roster(("A1", 4000, 4100, "work")),
+                               params=day), "body.0.start")
+    invalid(center.planner.put("/wfm/roster", json=[{**good[0], "activity": "nap"}],
+                               params=day), "body.0.activity")
+    overlapping = _roster(("A1", 0, 600, "work"), ("A1", 300, 900, "meeting"))
+    invalid(center.planner.put("/wfm/roster", json=overlapping, params=day), "body.1.start")
+    invalid(center.planner.put("/wfm/roster", json=good, params={**day, "to": day["from"]}),
+            "query.to")
+    csv_text = f"agent,start,end,activity\nA1,{_at(0)},{_at(60)},work\nX9,{_at(0)},{_at(60)},work\n"
+    headers = {"Content-Type": "text/csv"}
+    body = invalid(center.planner.put("/wfm/roster", content=csv_text, headers=headers,
+                                      params=day), "body.line 3.agent")
+    assert "X9" in body["detail"]
+    bad_kind = f"agent,start,end,activity\nA1,{_at(0)},{_at(60)},nap\n"
+    body = invalid(center.planner.put("/wfm/roster", content=bad_kind, headers=headers,
+                                      params=day), "body")
+    assert "line 2" in body["detail"]
+    problem(center.planner.put("/wfm/roster", content="x", params=day,
+                               headers={"Content-Type": "text/plain"}), 415)
+    assert ok(center.planner.get("/wfm/roster", params=day)) == []  # nothing was published
+    ok(center.planner.put("/wfm/roster", content=csv_text.splitlines(keepends=True)[0]
+                          + csv_text.splitlines(keepends=True)[1], headers=headers, params=day))
+    assert len(ok(center.planner.get("/wfm/roster", params=day))) == 1
+
+    # Another tenant knows none of these agents and sees none of this roster.
+    other = new_tenant(center.server, "globex")
+    invalid(other.put("/wfm/roster", json=good, params=day), "body.0.agent")
+    assert ok(other.get("/wfm/roster", params=day)) == []
+    assert ok(other.get("/wfm/adherence"))["agents"] == []
+
+
+def test_adherence_conformance_and_shrinkage_come_from_the_stored_states(
+    center: Center,
+) -> None:
+    """Alice is ready, then on a break, then logs out; her roster (published afterwards: the
+    report reads both from the record) has her working from a minute before to half a second
+    after. The period's figures follow from the state changes' times."""
+    t0 = time.time() - 60
+    client = center.server.client
+    with client.websocket_connect(f"{API}/events?token={center.admin.token}") as ws:
+        ws_receive(ws)
+        ok(center.alice.post("/agents/A1/login", json={"ready": True}))
+        time.sleep(0.3)
+        ok(center.alice.post("/agents/A1/not-ready", json={"reason": "break"}))
+        time.sleep(0.2)
+        ok(center.alice.post("/agents/A1/logout", json={}))
+        changes = [m for m in ws_until(ws, lambda m: m.get("state") == "logged_out")
+                   if m.get("type") == "agent_state_changed"]
+    times = {m["state"]: m["t"] for m in changes}
+    ready, on_break, out = times["ready"], times["not_ready"], times["logged_out"]
+    t_end = out + 0.5
+    period = {
+        "from": datetime.fromtimestamp(t0).astimezone().isoformat(),
+        "to": datetime.fromtimestamp(t_end).astimezone().isoformat(),
+    }
+    work = [{"agent": "A1", "start": period["from"], "end": period["to"], "activity": "work"}]
+    ok(center.planner.put("/wfm/roster", json=work, params=period))
+    wait_until(lambda: time.time() > t_end + 0.05, what="the period to end")
+    scheduled = t_end - t0
+
+    report = ok(center.sup.get("/wfm/adherence/report", params=period))
+    assert [row["agent"] for row in report["agents"]] == ["A1"]  # its team only
+    a1 = report["agents"][0]
+    assert a1["scheduled_time"] == pytest.approx(scheduled, abs=1e-3)
+    assert a1["adherence"] == pytest.approx((on_break - ready) / scheduled, abs=1e-4)
+    assert a1["conformance"] == pytest.approx((out - ready) / scheduled, abs=1e-4)
+    assert report["total"]["adherence"] == pytest.approx(a1["adherence"])
+
+    shrink = ok(center.planner.get("/wfm/shrinkage", params=period))
+    a1 = next(row for row in shrink["agents"] if row["agent"] == "A1")
+    assert a1["paid_time"] == pytest.approx(scheduled, abs=1e-3)
+    assert a1["not_ready"]["break"]["time"] == pytest.approx(out - on_break, abs=1e-4)
+    assert a1["logged_out"]["time"] == pytest.approx(scheduled - (out - ready), abs=1e-3)
+    assert a1["shrinkage"] == pytest.approx(1 - (on_break - ready) / scheduled, abs=1e-4)
+    assert shrink["total"]["shrinkage"] == pytest.approx(a1["shrinkage"])
+    problem(center.alice.get("/wfm/shrinkage", params=period), 403)

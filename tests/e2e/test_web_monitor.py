@@ -7,11 +7,16 @@ from __future__ import annotations
 
 import secrets
 import time
+from datetime import datetime
 
 from playwright.sync_api import Browser, expect
 
 from .browser import agent_user, choose, fits, new_page, shoot, sign_in, unlabelled
 from .server import CallCenter, Queue, wait_until
+
+
+def _local(seconds_from_now: float) -> str:
+    return datetime.fromtimestamp(time.time() + seconds_from_now).astimezone().isoformat()
 
 
 def supervisor_user(center: CallCenter, team: str, queues: list[Queue]) -> tuple[str, str]:
@@ -43,6 +48,15 @@ def test_a_supervisor_watches_the_floor_and_acts_on_it(
     assert time.monotonic() - acted < 1.0
     expect(tile.locator("[data-field=state]")).to_have_text("就绪")
 
+    # Rostered to work now: ready is in adherence, shown on the tile as it is published.
+    hour = 3600
+    span = {"from": _local(-hour), "to": _local(hour)}
+    center.admin.call("PUT", "/wfm/roster", body=[
+        {"agent": code, "start": span["from"], "end": span["to"], "activity": "work"}], **span)
+    adherence = tile.locator("[data-field=adherence]")
+    expect(adherence).to_have_attribute("data-adherence", "in")
+    expect(adherence).to_contain_text("工作")
+
     # The supervisor forces the agent not ready (with a reason), then ready again.
     tile.click()
     actions = page.locator("[data-test=agent-actions]")
@@ -50,6 +64,10 @@ def test_a_supervisor_watches_the_floor_and_acts_on_it(
     expect(tile).to_have_attribute("data-state", "not_ready")
     state = center.admin.get(f"/agents/{code}/state")
     assert (state["state"], state["reason"]) == ("not_ready", reason)
+    # Not ready during scheduled work: out of adherence, on the tile and in the summary.
+    expect(adherence).to_have_attribute("data-adherence", "out")
+    expect(adherence).to_contain_text("未遵守排班")
+    expect(page.locator("[data-test=adh-out] b")).not_to_have_text("0")
 
     # Nobody is ready: a VIP caller waits, shows in the list and raises an alert.
     call = center.admin.post("/calls", {"queue": queue.id, "number": "13700000002",
@@ -72,6 +90,7 @@ def test_a_supervisor_watches_the_floor_and_acts_on_it(
     actions.locator("[data-test=force-ready]").click()
     expect(tile).to_have_attribute("data-state", "ready")
     assert center.admin.get(f"/agents/{code}/state")["state"] == "ready"
+    expect(adherence).to_have_attribute("data-adherence", "in")
 
     # A notice to the team reaches the agent's open desktop, and goes when withdrawn.
     desk = new_page(browser, "en-US")

@@ -330,6 +330,25 @@ class Notice(Base):
     expires_at: Mapped[float] = mapped_column(Float)
 
 
+class RosterActivity(Base):
+    """A published roster: what each agent is scheduled to do when (``kind`` one of
+    ``hotline.wfm.activities.ACTIVITY_KINDS``); adherence compares live states against it."""
+
+    __tablename__ = "roster_activities"
+    __table_args__ = (
+        Index("ix_roster_tenant_starts", "tenant_id", "starts_at"),
+        Index("ix_roster_tenant_agent_starts", "tenant_id", "agent", "starts_at"),
+    )
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    agent: Mapped[str] = mapped_column(String(64))
+    starts_at: Mapped[float] = mapped_column(Float)
+    ends_at: Mapped[float] = mapped_column(Float)
+    kind: Mapped[str] = mapped_column(String(16))
+    published_at: Mapped[float] = mapped_column(Float)
+    published_by: Mapped[str] = mapped_column(String(64))
+
+
 VOICEMAIL_WHERE = "type = 'voicemail_left'"  # queries must say it literally to use the index
 
 

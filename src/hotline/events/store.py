@@ -157,10 +157,17 @@ class EventStore:
 
     # ------------------------------------------------------------------ reading
     def read(
-        self, tenant_id: int, start: float | None = None, end: float | None = None
+        self,
+        tenant_id: int,
+        start: float | None = None,
+        end: float | None = None,
+        types: Sequence[str] | None = None,
     ) -> Iterator[Event]:
-        """Events of a tenant in record order, optionally those with ``start <= t < end``."""
+        """Events of a tenant in record order, optionally those with ``start <= t < end``
+        and of these ``types`` only."""
         query = select(StoredEvent.data).where(StoredEvent.tenant_id == tenant_id)
+        if types is not None:
+            query = query.where(StoredEvent.type.in_(list(types)))
         if start is not None:
             query = query.where(StoredEvent.ts >= start)
         if end is not None:

@@ -23,7 +23,9 @@ from hotline.db.schema import Tenant
 from hotline.events.store import EventStore
 from hotline.media.tts import TtsError
 from hotline.server import problems
+from hotline.server.adherence import LiveAdherence
 from hotline.server.api import (
+    adherence,
     auth,
     config,
     control,
@@ -134,6 +136,10 @@ def create_app(settings: Settings) -> FastAPI:
                     )
             for tenant in db.scalars(select(Tenant).order_by(Tenant.id)):
                 center.add_tenant(tenant_setup(db, tenant))
+        live_adherence = state.adherence = LiveAdherence(sessions, hub, center.clock)
+        for running in center.tenants.values():
+            live_adherence.start_tenant(running)
+        center.publishers.append(live_adherence.publish)
         await center.start()
         switch = None
         if settings.sip is not None:
@@ -169,8 +175,14 @@ def create_app(settings: Settings) -> FastAPI:
             while True:
                 await asyncio.sleep(settings.stats_period)
                 now = center.clock()
-                for tenant in list(center.tenants.values()):
+                tenants = list(center.tenants.values())
+                for tenant in tenants:
                     hub.publish_stats(tenant, now)
+                try:
+                    live_adherence.tick(tenants, now)
+                    await live_adherence.extend(tenants, now)
+                except Exception:  # the stats ticks must go on
+                    log.exception("adherence tick failed")
 
         tick = asyncio.create_task(ticker())
         settings.say("\n".join(notice))
@@ -195,7 +207,8 @@ def create_app(settings: Settings) -> FastAPI:
         redoc_url=None,
     )
     problems.install(app)
-    for module in (auth, config, control, realtime, reports, telephony, ivr, notices, wfm):
+    for module in (auth, config, control, realtime, reports, telephony, ivr, notices, wfm,
+                   adherence):
         app.include_router(module.router, prefix=API)
 
     @app.get(f"{API}/health", tags=["health"])

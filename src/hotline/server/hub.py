@@ -128,6 +128,20 @@ class Hub:
             if sub.whole or not teams or (p.role == "supervisor" and p.teams & teams):
                 sub.put(text)
 
+    def adherence(self, tenant: Tenant, bodies: list[dict[str, Any]]) -> None:
+        """Agents' adherence changes (``type: adherence``) to whoever watches those agents:
+        the whole tenant's watchers, and supervisors of the agents' teams."""
+        watchers = self._by_tenant.get(tenant.id)
+        if not watchers:
+            return
+        for body in bodies:
+            agent = body["agent"]
+            team = tenant.teams.get(agent)
+            text = json.dumps(body, ensure_ascii=False)
+            for sub in watchers:
+                if sub.whole or (team is not None and sub.sees(agent, team, None)):
+                    sub.put(text)
+
     def publish_stats(self, tenant: Tenant, now: float) -> None:
         """One ``queue_stats`` tick per second for each watcher: all the queues it sees."""
         watchers = self._by_tenant.get(tenant.id)

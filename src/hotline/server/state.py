@@ -13,6 +13,7 @@ from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from hotline.db.schema import Agent, AuditEntry, Credential, Tenant, User
+from hotline.server.adherence import LiveAdherence
 from hotline.server.hub import Hub
 from hotline.server.live import LiveCenter
 from hotline.server.problems import ApiError, forbidden
@@ -95,6 +96,7 @@ class ServerState:
     sip_realm: str = "hotline"  # digest realm: phones' stored HA1s depend on it
     recordings: Path | None = None  # where call recordings are written
     telephony: Telephony | None = None
+    adherence: LiveAdherence | None = None
     _principals: dict[str, tuple[Principal, float]] = field(default_factory=dict)
 
     def forget_credentials(self) -> None:
