@@ -15,7 +15,7 @@ from hotline.cms.tables import simulation_report
 from hotline.sim.runner import Simulation
 from hotline.sim.scenario import ScenarioError, load_scenario, parse_clock
 from hotline.wfm.commands import erlang, forecast, history_command, staff
-from hotline.wfm.plan_commands import roster, schedule
+from hotline.wfm.plan_commands import publish, roster, schedule
 
 if TYPE_CHECKING:
     from hotline.calls.switch import SwitchConfig
@@ -28,13 +28,15 @@ app = typer.Typer(
 app.command("erlang", help="Erlang C / Erlang A staffing: agents needed, or SL of a staffing.")(
     erlang
 )
-wfm = typer.Typer(help="Workforce management: forecast calls, staff each interval.",
+wfm = typer.Typer(help="Workforce management: history, forecast, staffing, shift schedule, "
+                  "roster, simulation and publishing.",
                   no_args_is_help=True)
 wfm.command("forecast")(forecast)
 wfm.command("staff")(staff)
 wfm.command("history")(history_command)
 wfm.command("schedule")(schedule)
 wfm.command("roster")(roster)
+wfm.command("publish")(publish)
 app.add_typer(wfm, name="wfm")
 
 

@@ -1,9 +1,13 @@
-"""`hotline wfm schedule` and `hotline wfm roster`: from agents required per interval to
-shifts, and from shifts to named agents (registered by hotline.cli)."""
+"""`hotline wfm schedule`, `hotline wfm roster` and `hotline wfm publish`: from agents
+required per interval to shifts, from shifts to named agents, and the roster onto the server
+(registered by hotline.cli)."""
 
 from __future__ import annotations
 
 import json
+import urllib.error
+import urllib.parse
+import urllib.request
 from collections import Counter
 from datetime import timedelta
 from pathlib import Path
@@ -172,3 +176,60 @@ def roster(
         console.print(f"without a line: {', '.join(result.idle_agents)}")
     console.print(f"{len(result.assigned)} of {len(lines)} lines staffed"
                   + (f" → {out}" if out else ""))
+
+
+def publish(
+    roster_file: Annotated[
+        Path, typer.Option("--roster", help="The roster's activities CSV (`wfm roster`).")
+    ],
+    server: Annotated[
+        str, typer.Option(envvar="HOTLINE_SERVER", help="The Hotline server's base URL.")
+    ] = "http://127.0.0.1:8000",
+    api_key: Annotated[
+        str, typer.Option(envvar="HOTLINE_API_KEY", show_default=False,
+                          help="An API key of a planner or admin (best from the environment).")
+    ] = "",
+    from_: Annotated[
+        str | None, typer.Option("--from", help="Replace from (default: the roster's first day).")
+    ] = None,
+    to: Annotated[
+        str | None, typer.Option(help="Replace until, excluded (default: after its last day).")
+    ] = None,
+) -> None:
+    """Publish a roster to the server: its activities replace those starting in [from, to)
+    and adherence is measured against them at once (PUT /api/v1/wfm/roster)."""
+    if not api_key:
+        raise _fail("--api-key", "give a planner's API key (or set HOTLINE_API_KEY)")
+    try:
+        text = roster_file.read_text(encoding="utf-8-sig")
+        activities = read_activities(text)
+    except OSError as exc:
+        raise _fail("--roster", f"{roster_file}: {exc.strerror}") from None
+    except (ActivityError, UnicodeDecodeError) as exc:
+        raise _fail("--roster", f"{roster_file}: {exc}") from None
+    if not activities:
+        raise _fail("--roster", f"{roster_file}: no activities")
+    first = min(a.start for a in activities).date()
+    last = max(a.start for a in activities).date() + timedelta(days=1)
+    query = urllib.parse.urlencode({"from": from_ or first.isoformat(),
+                                    "to": to or last.isoformat()})
+    url = f"{server.rstrip('/')}/api/v1/wfm/roster?{query}"
+    request = urllib.request.Request(
+        url, data=write_activities(activities).encode(), method="PUT",
+        headers={"Content-Type": "text/csv; charset=utf-8", "X-API-Key": api_key})
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            body = json.load(response)
+    except urllib.error.HTTPError as exc:
+        try:
+            detail = json.load(exc).get("detail") or exc.reason
+        except ValueError:
+            detail = exc.reason
+        typer.echo(f"error: the server refused the roster ({exc.code}): {detail}", err=True)
+        raise typer.Exit(1) from None
+    except (urllib.error.URLError, TimeoutError) as exc:
+        reason = getattr(exc, "reason", exc)
+        typer.echo(f"error: cannot reach {server}: {reason}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"published {body['activities']} activities of {body['agents']} agents "
+               f"for {body['from']} – {body['to']}")
