@@ -15,6 +15,7 @@ from hotline.cms.tables import simulation_report
 from hotline.sim.runner import Simulation
 from hotline.sim.scenario import ScenarioError, load_scenario, parse_clock
 from hotline.wfm.commands import erlang, forecast, staff
+from hotline.wfm.simulate import simulate
 
 if TYPE_CHECKING:
     from hotline.calls.switch import SwitchConfig
@@ -31,6 +32,7 @@ wfm = typer.Typer(help="Workforce management: forecast calls, staff each interva
                   no_args_is_help=True)
 wfm.command("forecast")(forecast)
 wfm.command("staff")(staff)
+wfm.command("simulate")(simulate)
 app.add_typer(wfm, name="wfm")
 
 
