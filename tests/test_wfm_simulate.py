@@ -278,3 +278,24 @@ def test_command_bad_input_is_one_line_and_exit_2(
                                *aht, *args])
     assert proc.exit_code == 2
     assert message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_break_due_during_a_manual_wrap_up_starts_when_it_ends() -> None:
+    """With manual wrap-up, the simulated agent ends the wrap-up rather than turning ready,
+    so a break that fell due during the call still starts (it used to be cancelled)."""
+    spec = Scenario.model_validate({
+        "duration": 3600, "queues": [{"id": "q", "auto_ready": False, "wrap_up": 60}],
+        "traffic": [{"queue": "q", "calls_per_hour": 200, "handle_time": 300}],
+        "agents": [{"group": "g", "count": 1, "ids": ["eve"],
+                    "plan": [{"at": 0, "state": "ready"},
+                             {"at": 1800, "state": "not_ready", "reason": "break"},
+                             {"at": 2700, "state": "ready"}]}],
+    })
+    events: list[Event] = []
+    Simulation(spec, seed=1, on_event=events.append).run()
+    eve = [e for e in events if isinstance(e, AgentStateChanged)]
+    assert [e for e in eve if e.t <= 1800][-1].state in ("busy", "wrap_up")  # the premise
+    after = [e for e in eve if e.t > 1800]
+    assert (after[0].state, after[0].reason) == ("not_ready", "break")
+    assert after[0].t < 1800 + 300 + 60  # right after that call's wrap-up
+    assert (after[1].t, after[1].state) == (2700, "ready")

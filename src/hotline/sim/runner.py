@@ -334,9 +334,14 @@ class Simulation:
             agent_id, reason = payload
             if acd.agent_state(agent_id)[0] != LOGGED_OUT:
                 acd.set_not_ready(now, agent_id, reason)
-        elif kind == _BREAK_END or kind == _READY:
+        elif kind == _BREAK_END:
             if acd.agent_state(payload)[0] != LOGGED_OUT:
                 acd.set_ready(now, payload)
+        elif kind == _READY:
+            # Ending the manual wrap-up, not "ready": a break or log-out due during the call
+            # then starts, as it would for a person.
+            if acd.agent_state(payload)[0] != LOGGED_OUT:
+                acd.end_wrap_up(now, payload)
         elif kind == _RONA_READY:
             if acd.agent_state(payload) == (NOT_READY, RONA_REASON):
                 acd.set_ready(now, payload)

@@ -302,10 +302,12 @@ def _report(result: dict[str, Any], worst: int) -> None:
     total = result["total"]
     rows = result["intervals"]
     reps = len(result["seeds"])
-    noise = f" (95% interval {_range(total['sl_low'], total['sl_high'])})" if reps > 1 else ""
-    summary = Table(title=f"{result['agents']} agents, {len(rows)} × {result['interval'] / 60:g}"
-                    f" min, {reps} run{'s' if reps > 1 else ''} ({result['model']} required)",
-                    show_header=False, title_justify="left")
+    spread = _range(total["sl_low"], total["sl_high"])
+    noise = f" (95% interval {spread})" if spread else ""
+    console.print(f"[bold]{result['agents']} agents, {len(rows)} intervals of "
+                  f"{result['interval'] / 60:g} min, {reps} run{'s' if reps > 1 else ''}; "
+                  f"required agents by {result['model'].replace('_', ' ').title()}[/bold]")
+    summary = Table(show_header=False)
     summary.add_column("metric", style="bold")
     summary.add_column("value", justify="right")
     summary.add_row("Calls offered", f"{total['offered']:,.0f}")
@@ -334,7 +336,8 @@ def _report(result: dict[str, Any], worst: int) -> None:
                      key=lambda r: r["service_level"])[:worst]
     if not failing:
         return
-    table = Table(title=f"Worst {len(failing)} intervals", title_justify="left")
+    title = f"Worst {len(failing)} intervals" if len(failing) > 1 else "Worst interval"
+    table = Table(title=title, title_justify="left")
     names = ["interval", "offered", "on phones", "required", "SL", "ASA", "abandoned"]
     if reps > 1:
         names.insert(5, "95% interval")
