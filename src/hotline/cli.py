@@ -16,6 +16,7 @@ from hotline.sim.runner import Simulation
 from hotline.sim.scenario import ScenarioError, load_scenario, parse_clock
 from hotline.wfm.commands import erlang, forecast, history_command, staff
 from hotline.wfm.plan_commands import publish, roster, schedule
+from hotline.wfm.simulate import simulate
 
 if TYPE_CHECKING:
     from hotline.calls.switch import SwitchConfig
@@ -36,6 +37,7 @@ wfm.command("staff")(staff)
 wfm.command("history")(history_command)
 wfm.command("schedule")(schedule)
 wfm.command("roster")(roster)
+wfm.command("simulate")(simulate)
 wfm.command("publish")(publish)
 app.add_typer(wfm, name="wfm")
 

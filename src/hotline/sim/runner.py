@@ -17,7 +17,7 @@ from random import Random
 from typing import IO, Any
 
 from hotline.acd.commands import CancelOffer, DialCallback, ExitToCallback, Offer, Reject
-from hotline.acd.engine import ACD, LOGGED_OUT, NOT_READY, RONA_REASON
+from hotline.acd.engine import ACD, LOGGED_OUT, NOT_READY, READY, RONA_REASON
 from hotline.cms.metrics import Metrics
 from hotline.events.types import Event
 from hotline.sim.distributions import Sampler, sampler
@@ -40,7 +40,8 @@ _WEEK = 7 * _DAY
     _CALLBACK,
     _READY,
     _RONA_READY,
-) = range(11)
+    _PLAN,
+) = range(12)
 
 
 class _Caller:
@@ -54,7 +55,8 @@ class _Caller:
 
 
 class _Stream:
-    """Poisson arrivals, constant or piecewise-constant by time of day/week."""
+    """Poisson arrivals, constant or piecewise constant: by time of day/week (a cycle) or
+    along the whole run (a timeline, whose steps may also rescale the handle time)."""
 
     __slots__ = (
         "cycle",
@@ -66,7 +68,10 @@ class _Stream:
         "queue",
         "rates",
         "rng",
+        "scale",
+        "scales",
         "starts",
+        "timeline",
     )
 
     def __init__(self, ident: int, spec: TrafficSpec, scenario: Scenario, seed: int) -> None:
@@ -79,7 +84,22 @@ class _Stream:
             sampler(spec.patience, Random(f"{seed}:patience:{ident}")) if spec.patience else None
         )
         day, clock = parse_clock(scenario.start)
-        if spec.profile is None:
+        self.timeline = spec.timeline is not None
+        self.scale = 1.0  # the handle-time factor of the pending arrival's step
+        self.scales: list[float] = []
+        if spec.timeline is not None:
+            # Absolute steps after a zero-rate one from 0 (bisect never falls off the left).
+            steps = spec.timeline
+            self.cycle = 0.0
+            self.starts = [0.0] + [s.at for s in steps]
+            self.rates = [0.0] + [s.calls_per_hour / 3600.0 for s in steps]
+            mean = spec.handle_time.expected
+            self.scales = [1.0] + [1.0 if s.aht is None else s.aht / mean for s in steps]
+            self.offset = 0.0
+            if any(f != 1.0 for f in self.scales):
+                base = self.handle
+                self.handle = lambda: base() * self.scale
+        elif spec.profile is None:
             self.cycle = _INF
             self.starts = [0.0]
             self.rates = [(spec.calls_per_hour or 0.0) / 3600.0]
@@ -104,6 +124,17 @@ class _Stream:
         while t < end:
             if self.cycle == _INF:
                 rate, seg_end = self.rates[0], end
+            elif self.timeline:
+                i = bisect_right(self.starts, t) - 1
+                rate = self.rates[i]
+                seg_end = min(end, self.starts[i + 1]) if i + 1 < len(self.starts) else end
+                if rate > 0:
+                    cand = t - log(1.0 - uniform()) / rate
+                    if cand < seg_end:
+                        self.scale = self.scales[i]
+                        return cand
+                t = seg_end
+                continue
             else:
                 pos = (self.offset + t) % self.cycle
                 i = bisect_right(self.starts, pos) - 1
@@ -201,7 +232,10 @@ class Simulation:
         for agent_id in group.agent_ids():
             self._behaviour[agent_id] = behaviour
             self._group_wrap[agent_id] = group.wrap_up
-            if group.shift is None:
+            if group.plan:
+                plan = tuple((s.at, s.state, s.reason) for s in group.plan)
+                self._push(plan[0][0], _PLAN, (agent_id, plan, 0))
+            elif group.shift is None:
                 self._push(0.0, _LOGIN, agent_id)
             else:
                 self._push(group.shift.start, _LOGIN, agent_id)
@@ -300,9 +334,14 @@ class Simulation:
             agent_id, reason = payload
             if acd.agent_state(agent_id)[0] != LOGGED_OUT:
                 acd.set_not_ready(now, agent_id, reason)
-        elif kind == _BREAK_END or kind == _READY:
+        elif kind == _BREAK_END:
             if acd.agent_state(payload)[0] != LOGGED_OUT:
                 acd.set_ready(now, payload)
+        elif kind == _READY:
+            # Ending the manual wrap-up, not "ready": a break or log-out due during the call
+            # then starts, as it would for a person.
+            if acd.agent_state(payload)[0] != LOGGED_OUT:
+                acd.end_wrap_up(now, payload)
         elif kind == _RONA_READY:
             if acd.agent_state(payload) == (NOT_READY, RONA_REASON):
                 acd.set_ready(now, payload)
@@ -316,6 +355,30 @@ class Simulation:
             else:
                 self._callers.pop(call_id, None)
                 acd.callback_failed(now, call_id)
+        elif kind == _PLAN:
+            self._plan_step(now, payload)
+
+    def _plan_step(self, now: float, payload: tuple[str, tuple[Any, ...], int]) -> None:
+        """One step of an agent's plan, then the next one is scheduled (the heap holds one
+        step per agent, however long the plan)."""
+        acd = self.acd
+        agent_id, plan, i = payload
+        _, state, reason = plan[i]
+        logged_out = acd.agent_state(agent_id)[0] == LOGGED_OUT
+        if state == READY:
+            if logged_out:
+                acd.login(now, agent_id)
+            else:
+                acd.set_ready(now, agent_id)  # on a call: cancels a pending break or logout
+        elif state == NOT_READY:
+            if logged_out:
+                acd.login(now, agent_id, ready=False, reason=reason)
+            else:
+                acd.set_not_ready(now, agent_id, reason)  # on a call: after it
+        else:
+            acd.logout(now, agent_id, reason)  # on a call: after it
+        if i + 1 < len(plan):
+            self._push(plan[i + 1][0], _PLAN, (agent_id, plan, i + 1))
 
     def _answer(self, now: float, call_id: str, agent_id: str) -> None:
         self.acd.answer(now, call_id, agent_id)

@@ -4,6 +4,7 @@ and a bad file gets one clear error naming the field."""
 from __future__ import annotations
 
 import re
+from itertools import pairwise
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -175,10 +176,22 @@ class QueueSpec(_Model):
         )
 
 
+class RateStep(_Model):
+    """From ``at`` (time since the start) until the next step: calls per hour and, if given,
+    the mean handle time (the traffic's handle_time distribution rescaled, shape kept)."""
+
+    at: Annotated[Duration, Field(ge=0)]
+    calls_per_hour: float = Field(ge=0)
+    aht: Annotated[Duration, Field(gt=0)] | None = None
+
+
 class TrafficSpec(_Model):
     queue: str
     calls_per_hour: float | None = Field(None, ge=0)
     profile: dict[str, float] | None = None
+    # Rates over the whole run (a forecast replayed), not a repeating day or week; no calls
+    # before the first step.
+    timeline: list[RateStep] | None = None
     handle_time: Dist
     patience: Dist | None = None  # none: callers never hang up
     priority: int | None = None
@@ -199,10 +212,24 @@ class TrafficSpec(_Model):
             raise ValueError("profile keys must be all 'HH:MM' (day) or all 'Mon HH:MM' (week)")
         return value
 
+    @field_validator("timeline")
+    @classmethod
+    def _timeline(cls, value: list[RateStep] | None) -> list[RateStep] | None:
+        if value is not None:
+            if not value:
+                raise ValueError("timeline needs at least one step")
+            if any(b.at <= a.at for a, b in pairwise(value)):
+                raise ValueError("timeline steps need strictly increasing 'at'")
+        return value
+
     @model_validator(mode="after")
     def _rate(self) -> TrafficSpec:
-        if (self.calls_per_hour is None) == (self.profile is None):
-            raise ValueError("give exactly one of calls_per_hour or profile")
+        given = (self.calls_per_hour, self.profile, self.timeline)
+        if sum(v is not None for v in given) != 1:
+            raise ValueError("give exactly one of calls_per_hour, profile or timeline")
+        rescaled = self.timeline and any(s.aht is not None for s in self.timeline)
+        if rescaled and self.handle_time.expected <= 0:
+            raise ValueError("timeline 'aht' rescales handle_time, whose mean must be > 0")
         return self
 
 
@@ -223,17 +250,45 @@ class ShiftSpec(_Model):
         return self
 
 
+class PlanStep(_Model):
+    """At ``at`` the agents go to ``state``: logged out agents log in for ready/not_ready; an
+    agent on a call gets there after the call (and its wrap-up), as a person would."""
+
+    at: Annotated[Duration, Field(ge=0)]
+    state: Literal["ready", "not_ready", "logged_out"]
+    reason: str | None = None
+
+
 class AgentGroupSpec(_Model):
     group: str = Field(min_length=1)
     count: int = Field(ge=0)
+    ids: list[str] | None = None  # the agents' names (default: group-001, group-002, ...)
     skills: dict[str, Level] = {}
     shift: ShiftSpec | None = None
     breaks: list[BreakSpec] = []
+    # A timeline of states instead of one shift with breaks (e.g. a roster replayed); the
+    # agents are logged out until its first step.
+    plan: list[PlanStep] = []
     wrap_up: Duration | None = None
     answer_delay: Dist | None = None
     rona_probability: float | None = Field(None, ge=0, le=1)
 
+    @model_validator(mode="after")
+    def _plan(self) -> AgentGroupSpec:
+        if self.plan and (self.shift is not None or self.breaks):
+            raise ValueError("give a plan or a shift with breaks, not both")
+        if any(b.at <= a.at for a, b in pairwise(self.plan)):
+            raise ValueError("plan steps need strictly increasing 'at'")
+        if self.ids is not None:
+            if len(self.ids) != self.count:
+                raise ValueError(f"ids: {len(self.ids)} names for count {self.count}")
+            if len(set(self.ids)) != len(self.ids) or not all(self.ids):
+                raise ValueError("ids must be unique non-empty names")
+        return self
+
     def agent_ids(self) -> list[str]:
+        if self.ids is not None:
+            return list(self.ids)
         width = max(3, len(str(self.count)))
         return [f"{self.group}-{i:0{width}d}" for i in range(1, self.count + 1)]
 
@@ -286,6 +341,13 @@ class Scenario(_Model):
         groups = [g.group for g in self.agents]
         if len(set(groups)) != len(groups):
             raise ValueError(f"agent group names must be unique: {groups}")
+        if any(g.ids is not None for g in self.agents):
+            seen: set[str] = set()
+            for g in self.agents:
+                for agent_id in g.agent_ids():
+                    if agent_id in seen:
+                        raise ValueError(f"agent {agent_id!r} is in more than one group")
+                    seen.add(agent_id)
         for g in self.agents:
             if self.rona_probability_of(g) > 0:
                 for q in self.queues:
