@@ -11,6 +11,7 @@ import time
 from datetime import datetime, timedelta
 from typing import Any
 
+import pytest
 from typer.testing import CliRunner
 
 from hotline.cli import app
@@ -179,6 +180,33 @@ def test_planner_goes_from_forecast_to_a_named_roster(center: Center) -> None:  
     contracts = ok(planner.post("/wfm/assign", json={
         "schedule": schedule_csv, "agents": [{"agent": "A1", "max_hours": 10}]}))
     assert contracts["assigned"] == {} and contracts["idle_agents"] == ["A1"]
+
+    # Simulated: A2 alone against a forecast that needs several agents fails every interval,
+    # and the agents on the phones per interval are the roster's work time in it.
+    roster_csv = "agent,start,end,activity\n" + "".join(
+        f"{a['agent']},{a['start']},{a['end']},{a['activity']}\n" for a in roster["activities"])
+    sim = ok(planner.post("/wfm/simulate", json={"roster": roster_csv, "forecast": forecast,
+                                                 "aht": "5m", "replications": 2}))
+    rows = read_forecast(forecast)
+    assert [r["interval_start"] for r in sim["intervals"]] == [x.start.isoformat()
+                                                               for x in rows]
+    for r in sim["intervals"]:
+        t0 = datetime.fromisoformat(r["interval_start"])
+        t1 = t0 + timedelta(minutes=30)
+        work = sum(max(0.0, (min(t1, datetime.fromisoformat(a["end"]))
+                             - max(t0, datetime.fromisoformat(a["start"]))).total_seconds())
+                   for a in roster["activities"] if a["activity"] == "work") / 1800
+        assert r["scheduled"] == pytest.approx(work)
+        assert r["required"] > r["scheduled"] and r["below_target"]
+    invalid(planner.post("/wfm/simulate", json={"roster": "agent\n", "forecast": forecast}),
+            "body.roster")
+
+    # Published: the server holds the roster and measures adherence against it.
+    span = {"from": "2026-12-07", "to": "2026-12-12"}
+    published = ok(planner.put("/wfm/roster", json=roster["activities"], params=span))
+    assert published["activities"] == len(roster["activities"])
+    assert ok(planner.get("/wfm/roster", params=span)) and all(
+        a["agent"] == "A2" for a in ok(planner.get("/wfm/roster", params=span)))
 
 
 def test_scheduling_input_errors_name_the_field(center: Center) -> None:  # noqa: F811

@@ -33,6 +33,7 @@ from hotline.wfm.forecast import METHODS, history, plan
 from hotline.wfm.history import COLUMNS, history_rows, passed
 from hotline.wfm.roster import RosterError, assign, lines_of, read_agents
 from hotline.wfm.schedule import Rules, ScheduleError, requirement, solve
+from hotline.wfm.simulate import ScheduleInputError, simulate_schedule
 from hotline.wfm.staffing import ForecastError, Interval, interval_length, read_forecast, staff
 
 router = APIRouter(tags=["wfm"])
@@ -326,3 +327,46 @@ async def wfm_assign(body: AssignIn, caller: Scheduler, db: DB) -> Any:
         raise invalid(field, message or str(exc)) from None
     result = await run_in_threadpool(assign, lines, people, body.skill)
     return {**result.to_dict(), "activities": _activity_rows(result.activities)}
+
+
+class SimulateIn(Model):
+    roster: str = Field(max_length=20_000_000,
+                        description="the roster's (or schedule's) activities CSV")
+    forecast: str = Field(max_length=20_000_000,
+                          description="forecast CSV: interval_start, calls[, aht]")
+    aht: str | None = Field(None, max_length=16, description="where a row has no aht")
+    patience: str | None = Field(None, max_length=16,
+                                 description="mean caller patience (default: never hang up)")
+    sl_time: str = Field("20s", max_length=16)
+    sl_target: float = Field(0.8, gt=0, le=1)
+    replications: int = Field(5, ge=1, le=20, description="seeds; the SL's 95 % interval")
+    seed: int = Field(0, ge=0)
+    interval: str | None = Field(None, max_length=16, description="default: the file's step")
+
+
+@router.post("/wfm/simulate")
+async def wfm_simulate(body: SimulateIn, caller: Scheduler) -> Any:
+    """The roster against the forecast in the simulator (the production ACD on a virtual
+    clock), as ``hotline wfm simulate``: per interval the agents on the phones, Erlang's
+    requirement, simulated calls, SL with its 95 % interval over the replications, and
+    whether it falls below the target."""
+    rows = _csv_rows(body.forecast, "body.forecast")
+    try:
+        roster = read_activities(body.roster)
+    except ActivityError as exc:
+        raise invalid("body.roster", str(exc)) from None
+    try:
+        period = (_seconds(body.interval, "body.interval") if body.interval
+                  else interval_length(rows))
+        return await run_in_threadpool(
+            simulate_schedule, roster, rows, period=period,
+            aht=None if body.aht is None else _seconds(body.aht, "body.aht"),
+            patience=None if body.patience is None else _seconds(body.patience,
+                                                                 "body.patience"),
+            sl_time=_seconds(body.sl_time, "body.sl_time"), sl_target=body.sl_target,
+            seed=body.seed, replications=body.replications)
+    except ScheduleInputError as exc:
+        raise invalid("body." + exc.option.removeprefix("--").replace("-", "_"),
+                      exc.detail) from None
+    except ForecastError as exc:
+        raise invalid("body.forecast", str(exc)) from None
