@@ -47,7 +47,8 @@ def main() -> None:
     rules = load_rules(ROOT / "examples/wfm/rules.yaml")
     rows = week(datetime(2026, 12, 7))
     need = [r["agents"] for r in staff(rows, period=1800, aht=300, sl_time=20, sl_target=0.8)]
-    req = requirement(rows, need, None)
+    req = requirement([Interval(r.start, n, None) for r, n in zip(rows, need, strict=True)],
+                      None)
     cpu = time.process_time()
     schedule = solve(rules, req, time_limit=args.time_limit, gap=args.gap)
     cpu = time.process_time() - cpu

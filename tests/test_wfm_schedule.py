@@ -75,7 +75,7 @@ def test_cheapest_schedule_matches_exhaustive_search() -> None:
     need = {(0, h / 2): v for h, v in zip(range(12, 32), [1] * 4 + [3] * 8 + [2] * 8,
                                            strict=True)}
     rows = need_of(need, 1)
-    req = requirement(rows, [r.calls for r in rows], None)
+    req = requirement(rows, None)
     schedule = solve(spec, req)
     # Exhaustive: counts of (06:00 8h, 08:00 8h, 10:00 4h), each 0..4.
     starts = [(6.0, 8.0, 8.0), (8.0, 8.0, 8.0), (10.0, 4.0, 5.0)]  # start h, length h, cost
@@ -101,7 +101,7 @@ def test_breaks_are_placed_in_their_windows_and_coverage_holds_around_them() -> 
     }])
     need = {(0, h / 2): 4.0 for h in range(18, 32)} | {(0, h / 2): 2.0 for h in range(32, 36)}
     rows = need_of(need, 1)
-    req = requirement(rows, [r.calls for r in rows], None)
+    req = requirement(rows, None)
     schedule = solve(spec, req)
     acts = schedule.activities()
     assert (on_phones(acts, MONDAY, 48, False) >= req.need - 1e-9).all()
@@ -126,7 +126,7 @@ def test_tours_give_five_shifts_and_two_days_off_together() -> None:
     )
     weekday_need = {(d, h / 2): (3.0 if d < 5 else 1.0) for d in range(7) for h in range(16, 40)}
     rows = need_of(weekday_need, 7)
-    req = requirement(rows, [r.calls for r in rows], None)
+    req = requirement(rows, None)
     schedule = solve(spec, req)
     assert (on_phones(schedule.activities(), MONDAY, 7 * 48, True) >= req.need - 1e-9).all()
     patterns = set(days_off_patterns(5, True))
@@ -148,7 +148,7 @@ def test_night_shifts_cross_midnight_and_the_week_wraps() -> None:
     need = {(d, h / 2): 2.0 for d in range(7) for h in itertools.chain(range(0, 12),
                                                                         range(44, 48))}
     rows = need_of(need, 7)
-    req = requirement(rows, [r.calls for r in rows], None)
+    req = requirement(rows, None)
     schedule = solve(spec, req)
     acts = schedule.activities()
     assert any(a.end > MONDAY + timedelta(days=7) for a in acts)  # Sunday night runs over
@@ -170,7 +170,7 @@ def test_rest_between_shifts_is_kept() -> None:
     )
     need = {(d, h / 2): 2.0 for d in range(7) for h in range(12, 48)}
     rows = need_of(need, 7)
-    req = requirement(rows, [r.calls for r in rows], None)
+    req = requirement(rows, None)
     schedule = solve(spec, req)
     assert schedule.rest_violations == 0
     assert sum(short_rests(line, 7, True, 11 * 3600) for line in schedule.lines) == 0
@@ -182,7 +182,7 @@ def test_shortfall_is_bought_when_cheaper_than_a_shift() -> None:
     short costs under_coverage × 0.5 h. The cheaper wins, and a hard requirement hires."""
     shifts = [{"name": "day", "start": "08:00", "length": "8h"}]
     rows = need_of({(0, 9.0): 1.0}, 1)
-    req = requirement(rows, [r.calls for r in rows], None)
+    req = requirement(rows, None)
     soft = solve(rules(shifts=shifts, costs={"under_coverage": 4.0}), req)
     assert soft.objective == pytest.approx(4.0 * 0.5)
     assert soft.summary()["short_agent_hours"] == pytest.approx(0.5)
@@ -193,7 +193,7 @@ def test_shortfall_is_bought_when_cheaper_than_a_shift() -> None:
 
 def test_requirement_no_shift_can_cover_is_reported() -> None:
     rows = need_of({(0, 3.0): 1.0}, 1)  # 03:00, but shifts run 08:00–16:00
-    req = requirement(rows, [r.calls for r in rows], None)
+    req = requirement(rows, None)
     with pytest.raises(ScheduleError, match="under_coverage"):
         solve(rules(shifts=[{"name": "day", "start": "08:00", "length": "8h"}]), req)
 

@@ -84,7 +84,7 @@ def schedule(
         raise _fail("--rules", exc) from None
     with _reading("--requirements", requirements):
         rows = read_forecast(requirements.read_text(encoding="utf-8-sig"), column)
-        req = requirement(rows, [r.calls for r in rows], spec.interval)
+        req = requirement(rows, spec.interval)
     limit = None if time_limit is None else _seconds("--time-limit", time_limit)
     try:
         result = solve(spec, req, time_limit=limit, gap=gap)

@@ -291,8 +291,9 @@ class Requirement:
         return self.start + timedelta(seconds=i * self.interval)
 
 
-def requirement(rows: list[Interval], values: list[float], interval: float | None) -> Requirement:
-    """Place each row's value on a whole-day grid; rows off the grid are an error."""
+def requirement(rows: list[Interval], interval: float | None) -> Requirement:
+    """Place each row's agents (read into ``calls`` by ``read_forecast(text, column)``) on a
+    whole-day grid; rows off the grid are an error."""
     step = interval if interval is not None else interval_length(rows)
     if step <= 0 or _DAY % step:
         raise ForecastError(f"the interval ({step:g} s) must divide a day")
@@ -302,12 +303,12 @@ def requirement(rows: list[Interval], values: list[float], interval: float | Non
     days = (last.date() - start.date()).days + 1
     per_day = int(_DAY // step)
     need = np.zeros(days * per_day)
-    for row, value in zip(rows, values, strict=True):
+    for row in rows:
         offset = (row.start - start).total_seconds()
         slot, rest = divmod(offset, step)
         if rest:
             raise ForecastError(f"{row.start.isoformat()} is not on the {step:g} s grid")
-        need[int(slot)] = value
+        need[int(slot)] = row.calls
     return Requirement(start, step, need)
 
 

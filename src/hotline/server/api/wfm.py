@@ -246,7 +246,7 @@ async def wfm_schedule(body: ScheduleIn, caller: Scheduler,
         raise invalid_fields(field_errors(exc.errors(), ("body", "rules"))) from None
     rows = _csv_rows(body.requirements, "body.requirements", body.column)
     try:
-        req = requirement(rows, [r.calls for r in rows], rules.interval)
+        req = requirement(rows, rules.interval)
     except ForecastError as exc:
         raise invalid("body.requirements", str(exc)) from None
     limit = min(body.time_limit or rules.solver.time_limit, MAX_SOLVE)
