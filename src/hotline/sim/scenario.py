@@ -385,22 +385,29 @@ def format_validation_error(err: ValidationError) -> str:
     return "; ".join(lines)
 
 
-def load_scenario(path: str | Path) -> Scenario:
-    path = Path(path)
+def read_yaml_mapping(path: Path, error: type[ValueError], what: str) -> dict[str, Any]:
+    """A YAML file whose top level is a mapping; anything else is one ``error`` naming the
+    file (and the line and column of a syntax error)."""
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
-        raise ScenarioError(f"{path}: cannot read: {exc.strerror or exc}") from None
+        raise error(f"{path}: cannot read: {exc.strerror or exc}") from None
     except UnicodeDecodeError:
-        raise ScenarioError(f"{path}: not UTF-8 text") from None
+        raise error(f"{path}: not UTF-8 text") from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise ScenarioError(f"{path}: not valid YAML{where}") from None
+        raise error(f"{path}: not valid YAML{where}") from None
     if not isinstance(data, dict):
-        raise ScenarioError(f"{path}: expected a mapping of scenario fields at the top level")
+        raise error(f"{path}: expected a mapping of {what} at the top level")
+    return data
+
+
+def load_scenario(path: str | Path) -> Scenario:
+    path = Path(path)
+    data = read_yaml_mapping(path, ScenarioError, "scenario fields")
     try:
         return Scenario.model_validate(data)
     except ValidationError as exc:

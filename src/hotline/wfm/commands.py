@@ -19,6 +19,7 @@ from rich.console import Console
 from rich.table import Table
 
 from hotline.durations import parse_duration
+from hotline.wfm.activities import Activity, ActivityError, read_activities
 from hotline.wfm.erlang import ErlangInputError, StaffingResult, evaluate, required_agents
 from hotline.wfm.forecast import METHODS, history, plan, read_holidays
 from hotline.wfm.staffing import ForecastError, interval_length, read_forecast
@@ -128,6 +129,16 @@ def _reading(option: str, path: Path) -> Iterator[None]:
     except OSError as exc:
         raise _fail(option, f"{path}: {exc.strerror}") from None
     except (ForecastError, UnicodeDecodeError) as exc:
+        raise _fail(option, f"{path}: {exc}") from None
+
+
+def _activities(option: str, path: Path) -> list[Activity]:
+    """A roster or schedule file (``agent,start,end,activity``), or one line naming it."""
+    try:
+        return read_activities(path.read_text(encoding="utf-8-sig"))
+    except OSError as exc:
+        raise _fail(option, f"{path}: {exc.strerror}") from None
+    except (ActivityError, UnicodeDecodeError) as exc:
         raise _fail(option, f"{path}: {exc}") from None
 
 

@@ -17,8 +17,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from hotline.wfm.activities import ActivityError, read_activities, write_activities
-from hotline.wfm.commands import _fail, _reading, _seconds
+from hotline.wfm.activities import write_activities
+from hotline.wfm.commands import _activities, _fail, _reading, _seconds
 from hotline.wfm.roster import RosterError, assign, lines_of, read_agents
 from hotline.wfm.schedule import (
     WEEKDAYS,
@@ -140,17 +140,13 @@ def roster(
 ) -> None:
     """Put named agents on the schedule's lines, respecting skills, contracted hours,
     availability and preferences; lines nobody can take stay open."""
+    lines = lines_of(_activities("--schedule", schedule_file))
     try:
-        lines = lines_of(read_activities(schedule_file.read_text(encoding="utf-8-sig")))
         people = read_agents(agents.read_text(encoding="utf-8-sig"))
     except OSError as exc:
-        raise _fail("--schedule/--agents", f"{exc.filename}: {exc.strerror}") from None
-    except ActivityError as exc:
-        raise _fail("--schedule", f"{schedule_file}: {exc}") from None
-    except RosterError as exc:
+        raise _fail("--agents", f"{agents}: {exc.strerror}") from None
+    except (RosterError, UnicodeDecodeError) as exc:
         raise _fail("--agents", f"{agents}: {exc}") from None
-    except UnicodeDecodeError:
-        raise _fail("--schedule/--agents", "not UTF-8 text") from None
     if not lines:
         raise _fail("--schedule", f"{schedule_file}: no activities")
     result = assign(lines, people, skill)
@@ -200,13 +196,7 @@ def publish(
     and adherence is measured against them at once (PUT /api/v1/wfm/roster)."""
     if not api_key:
         raise _fail("--api-key", "give a planner's API key (or set HOTLINE_API_KEY)")
-    try:
-        text = roster_file.read_text(encoding="utf-8-sig")
-        activities = read_activities(text)
-    except OSError as exc:
-        raise _fail("--roster", f"{roster_file}: {exc.strerror}") from None
-    except (ActivityError, UnicodeDecodeError) as exc:
-        raise _fail("--roster", f"{roster_file}: {exc}") from None
+    activities = _activities("--roster", roster_file)
     if not activities:
         raise _fail("--roster", f"{roster_file}: no activities")
     first = min(a.start for a in activities).date()

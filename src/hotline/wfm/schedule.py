@@ -38,13 +38,12 @@ from typing import Annotated, Any, Literal
 
 import highspy
 import numpy as np
-import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 from scipy.optimize import linear_sum_assignment
 from scipy.sparse import csc_array
 
 from hotline.durations import parse_duration
-from hotline.sim.scenario import format_validation_error, parse_clock
+from hotline.sim.scenario import format_validation_error, parse_clock, read_yaml_mapping
 from hotline.wfm.activities import Activity
 from hotline.wfm.staffing import ForecastError, Interval, interval_length
 
@@ -206,18 +205,7 @@ class Rules(_Model):
 
 def load_rules(path: str | Path) -> Rules:
     path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise RulesError(f"{path}: cannot read: {exc.strerror or exc}") from None
-    except UnicodeDecodeError:
-        raise RulesError(f"{path}: not UTF-8 text") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise RulesError(f"{path}: not valid YAML{where}") from None
-    if not isinstance(data, dict):
-        raise RulesError(f"{path}: expected a mapping of rules at the top level")
+    data = read_yaml_mapping(path, RulesError, "rules")
     try:
         return Rules.model_validate(data)
     except ValidationError as exc:

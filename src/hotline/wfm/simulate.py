@@ -23,8 +23,8 @@ from rich.table import Table
 
 from hotline.sim.runner import Simulation
 from hotline.sim.scenario import Scenario
-from hotline.wfm.activities import Activity, ActivityError, read_activities
-from hotline.wfm.commands import _fail, _reading, _seconds, _write_csv
+from hotline.wfm.activities import Activity
+from hotline.wfm.commands import _activities, _fail, _reading, _seconds, _write_csv
 from hotline.wfm.erlang import ErlangInputError, required_agents
 from hotline.wfm.staffing import ForecastError, Interval, interval_length, read_forecast
 
@@ -405,12 +405,7 @@ def simulate(
     with _reading("--forecast", forecast_file):
         rows = read_forecast(forecast_file.read_text(encoding="utf-8-sig"))
         period = _seconds("--interval", interval) if interval else interval_length(rows)
-    try:
-        roster = read_activities(roster_file.read_text(encoding="utf-8-sig"))
-    except OSError as exc:
-        raise _fail("--roster", f"{roster_file}: {exc.strerror}") from None
-    except (ActivityError, UnicodeDecodeError) as exc:
-        raise _fail("--roster", f"{roster_file}: {exc}") from None
+    roster = _activities("--roster", roster_file)
     try:
         result = simulate_schedule(
             roster, rows, period=period,
