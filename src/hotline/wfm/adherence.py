@@ -382,7 +382,10 @@ class AdherenceEngine:
         if not adhering and not a.severe and t >= a.since + self.rules.severe_after:
             a.severe = True
             changed = True
-        if changed:
+        # An agent without a roster is not followed: nothing to tell watchers (with 10,000
+        # agents and no rosters, every state change would double the stream) — except when a
+        # roster is taken away, which watchers must hear to drop the agent's badge.
+        if changed and (a.slots or force):
             self.changes.append(AdherenceChange(t, a.id, kind, a.state, a.reason, adhering,
                                                 a.since, a.severe, bool(a.slots)))
 
