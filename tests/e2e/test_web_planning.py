@@ -47,6 +47,9 @@ solver:
   gap: 0.0
 """
 
+METHODS_ZH = {"seasonal-naive": "同上周", "historical-average": "历史平均",
+              "profile": "日总量 × 日内分布", "trend": "趋势"}
+
 
 def history_csv(weeks: int = 6) -> str:
     out = io.StringIO()
@@ -102,14 +105,15 @@ def test_a_planner_goes_from_history_to_a_roster(
     body, _ = posted(page, "/wfm/forecast", "[data-test=run-forecast]")
     assert body == {"horizon": "7d", "method": "auto", "holidays": [], "history": text}
     fc = planner.post("/wfm/forecast", body)
-    expect(page.locator("[data-test=chosen-method]")).to_have_text(fc["method"])
+    expect(page.locator("[data-test=chosen-method]")).to_have_attribute("data-method", fc["method"])
+    expect(page.locator("[data-test=chosen-method]")).to_have_text(METHODS_ZH[fc["method"]])
     expect(page.locator("[data-test=forecast-rows]")).to_have_text(str(len(fc["forecast"])))
     expect(page.locator("[data-test=total-calls]")).to_have_text(
         f"{sum(r['calls'] for r in fc['forecast']):.0f}")
     rows = page.locator("[data-test=backtest] .el-table__body-wrapper tbody tr")
     expect(rows).to_have_count(len(fc["backtest"]))
     for tr, b in zip(rows.all(), fc["backtest"], strict=True):
-        expect(tr.locator("[data-field=method]")).to_have_text(b["method"])
+        expect(tr.locator("[data-field=method]")).to_have_attribute("data-method", b["method"])
         expect(tr.locator("[data-field=mape]")).to_have_text(f"{num(b['mape'])}%")
         expect(tr.locator("[data-test=chosen]")).to_have_count(int(b["method"] == fc["method"]))
     with page.expect_download() as got:
