@@ -197,7 +197,8 @@ def test_a_planner_reads_reports_but_not_call_records(
 ) -> None:
     page = new_page(browser, "en-US")
     sign_in(page, center.server.url, "planner", center.server.password)
-    expect(page).to_have_url(f"{center.server.url}/#/reports")  # the planner's home
+    expect(page).to_have_url(f"{center.server.url}/#/planning")  # the planner's home
+    page.click("nav >> text=Reports")
     expect(page.locator("[data-test=report-table]")).to_be_visible()
     page.goto(f"{center.server.url}/#/cdrs")
     expect(page.locator("[data-test=forbidden]")).to_be_visible()

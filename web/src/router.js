@@ -39,6 +39,11 @@ export const routes = [
     meta: { roles: ['admin', 'supervisor', 'qa', 'planner'] },
   },
   {
+    path: '/planning',
+    component: () => import('./views/Planning.vue'),
+    meta: { roles: ['admin', 'planner'] },
+  },
+  {
     path: '/cdrs',
     component: () => import('./views/Cdrs.vue'),
     meta: { roles: ['admin', 'supervisor', 'qa'] },
@@ -59,7 +64,7 @@ export const routes = [
 
 export function home(me) {
   if (!me) return '/login'
-  return { agent: '/agent', supervisor: '/monitor', admin: '/monitor', qa: '/cdrs', planner: '/reports' }[me.role] || '/wallboard'
+  return { agent: '/agent', supervisor: '/monitor', admin: '/monitor', qa: '/cdrs', planner: '/planning' }[me.role] || '/wallboard'
 }
 
 export const router = createRouter({ history: createWebHashHistory(), routes })
