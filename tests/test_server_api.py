@@ -1229,6 +1229,29 @@ def test_a_published_roster_drives_live_adherence(center: Center) -> None:
     assert text.splitlines()[1].startswith("A1,") and text.splitlines()[1].endswith(",work")
 
 
+def test_a_tenant_decides_what_adheres_and_when_it_is_severe(center: Center) -> None:
+    """A center that lets agents log out for a break, and calls 2 seconds out severe: its
+    floor follows its rules, not the defaults; rules that name no real state are refused."""
+    settings = {"adherence": {"severe_after": 2,
+                              "adhering": {"break": ["not_ready:break", "logged_out"]}}}
+    ok(center.admin.patch("/tenants/acme", json={"settings": settings}))
+    day = {"from": _at(-3600), "to": _at(3600)}
+    ok(center.planner.put("/wfm/roster", json=_roster(("A1", -1800, 1800, "work"),
+                                                      ("A2", -600, 600, "break")), params=day))
+    assert ok(center.planner.get("/wfm/adherence"))["severe_after"] == 2
+    floor = _adherence(center.planner)
+    assert floor["A2"]["state"] == "logged_out" and floor["A2"]["in_adherence"]
+    assert floor["A1"]["state"] == "logged_out" and not floor["A1"]["in_adherence"]
+    wait_until(lambda: _adherence(center.planner)["A1"]["severe"], 10.0, "A1 severe")
+    for bad in ({"adhering": {"work": ["dancing"]}}, {"adhering": {"lunch": ["ready"]}},
+                {"severe_after": 0}):
+        invalid(center.admin.patch("/tenants/acme", json={"settings": {"adherence": bad}}),
+                "body.settings.adherence")
+    # Back to the defaults: a logged-out break no longer adheres.
+    ok(center.admin.patch("/tenants/acme", json={"settings": {}}))
+    assert not _adherence(center.planner)["A2"]["in_adherence"]
+
+
 def test_a_roster_is_checked_and_published_only_by_planners_and_admins(center: Center) -> None:
     day = {"from": _at(-3600), "to": _at(3600)}
     good = _roster(("A1", 0, 600, "work"))

@@ -16,7 +16,7 @@ from hotline.db.schema import RosterActivity
 from hotline.events.types import AgentStateChanged, Event
 from hotline.server.hub import Hub
 from hotline.server.live import Tenant
-from hotline.wfm.adherence import DEFAULT_RULES, AdherenceEngine, AdherenceRules, Slot
+from hotline.wfm.adherence import AdherenceEngine, AdherenceRules, Slot
 
 DAY = 86400.0
 BEHIND = DAY  # roster kept for the day just past (a night shift still running)
@@ -42,24 +42,23 @@ def roster_slots(db: Session, tenant_id: int, start: float, end: float,
 
 class LiveAdherence:
     def __init__(self, sessions: sessionmaker[Session], hub: Hub,
-                 clock: Callable[[], float], rules: AdherenceRules = DEFAULT_RULES) -> None:
+                 clock: Callable[[], float]) -> None:
         self.sessions = sessions
         self.hub = hub
         self.clock = clock
-        self.rules = rules
         self.engines: dict[int, AdherenceEngine] = {}
         self.loaded_until: dict[int, float] = {}
 
     def start_tenant(self, tenant: Tenant) -> None:
         """Load the roster window and the agents' current states (as the realtime board
-        has them), before the tenant's events flow."""
+        has them), before the tenant's events flow; the tenant's own rules apply."""
         now = self.clock()
         with self.sessions() as db:
             slots = roster_slots(db, tenant.id, now - BEHIND, now + AHEAD)
         agents = tenant.stats(now)["agents"]
         sinces = {a: now - row["time_in_state"] for a, row in agents.items()}
         t0 = min(sinces.values(), default=now)
-        engine = AdherenceEngine(self.rules)
+        engine = AdherenceEngine(tenant.adherence)
         engine.replace(t0, -math.inf, math.inf, slots)
         for agent, since in sorted(sinces.items(), key=lambda kv: kv[1]):
             row = agents[agent]
@@ -68,18 +67,33 @@ class LiveAdherence:
         self.engines[tenant.id] = engine
         self.loaded_until[tenant.id] = now + AHEAD
 
-    def engine(self, tenant_id: int) -> AdherenceEngine:
+    def set_rules(self, tenant: Tenant, rules: AdherenceRules) -> None:
+        """The tenant changed its adherence settings: judge again from now, and tell the
+        watchers every rostered agent's standing under the new rules."""
+        tenant.adherence = rules
+        self.start_tenant(tenant)
+        now = self.clock()
+        engine = self.engines[tenant.id]
+        bodies = []
+        for agent in sorted(tenant.teams):
+            status = engine.status(agent, now)
+            if status.rostered:
+                bodies.append({"type": "adherence", "t": now, **status.to_dict()})
+        if bodies:
+            self.hub.adherence(tenant, bodies)
+
+    def engine(self, tenant: Tenant) -> AdherenceEngine:
         """A tenant created while running starts with no roster and every agent out."""
-        engine = self.engines.get(tenant_id)
+        engine = self.engines.get(tenant.id)
         if engine is None:
-            engine = self.engines[tenant_id] = AdherenceEngine(self.rules)
-            self.loaded_until[tenant_id] = self.clock() + AHEAD
+            engine = self.engines[tenant.id] = AdherenceEngine(tenant.adherence)
+            self.loaded_until[tenant.id] = self.clock() + AHEAD
         return engine
 
     def publish(self, tenant: Tenant, numbered: list[tuple[int, Event, dict[str, Any] | None]]
                 ) -> None:
         """The live center's publisher hook: its stored events, in order."""
-        engine = self.engine(tenant.id)
+        engine = self.engine(tenant)
         for _, e, _ in numbered:
             if type(e) is AgentStateChanged:
                 engine.feed(e)
@@ -88,7 +102,7 @@ class LiveAdherence:
     def tick(self, tenants: list[Tenant], now: float) -> None:
         """Schedule boundaries and stretches turning severe, on the server's ticker."""
         for tenant in tenants:
-            engine = self.engine(tenant.id)
+            engine = self.engine(tenant)
             if engine.next_timer() <= now:
                 engine.on_timer(now)
                 self._push(tenant, engine)
@@ -108,7 +122,7 @@ class LiveAdherence:
                 return {agent: [s for s in ss if a <= s.start < b] for agent, ss in rows.items()}
 
             slots = await asyncio.to_thread(read)
-            engine = self.engine(tenant.id)
+            engine = self.engine(tenant)
             engine.replace(self.clock(), until, new_until, slots, agents=list(slots))
             self.loaded_until[tenant.id] = new_until
             engine.forget(now - BEHIND)
@@ -117,7 +131,7 @@ class LiveAdherence:
     def replaced(self, tenant: Tenant, start: float, end: float,
                  slots: dict[str, list[Slot]]) -> None:
         """A roster was published for ``[start, end)``: the part inside the window counts."""
-        engine = self.engine(tenant.id)
+        engine = self.engine(tenant)
         until = self.loaded_until[tenant.id]
         if start >= until:
             return

@@ -22,6 +22,7 @@ from hotline.db.schema import Agent, Disposition, Queue, ReasonCode, Tenant, Use
 from hotline.server.live import TenantSetup
 from hotline.server.security import PLATFORM, ROLES, generate_password, hash_password
 from hotline.sim.scenario import Duration, Level, QueueSpec, ServiceLevelSpec
+from hotline.wfm.adherence import AdherenceError, AdherenceRules
 
 Code = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
 Labels = dict[Literal["zh-CN", "en"], Annotated[str, Field(max_length=200)]]
@@ -56,6 +57,26 @@ class Model(BaseModel):
         return data
 
 
+class AdherenceSettings(Model):
+    """How a tenant judges adherence: after how long out of adherence an agent is *severe*,
+    and which states adhere to which activity (tokens ``state`` or ``state:reason``; only
+    the activities named replace the defaults of ``hotline.wfm.adherence``)."""
+
+    severe_after: Duration = 300.0
+    adhering: dict[str, list[str]] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _check(self) -> AdherenceSettings:
+        try:
+            self.rules()
+        except AdherenceError as exc:
+            raise ValueError(str(exc)) from None
+        return self
+
+    def rules(self) -> AdherenceRules:
+        return AdherenceRules.build(self.adhering, self.severe_after)
+
+
 class TenantSettings(Model):
     timezone: str | None = None
     service_level: ServiceLevelSpec = ServiceLevelSpec()
@@ -63,6 +84,7 @@ class TenantSettings(Model):
     # Agents with a SIP phone are logged in (ready) when it registers and out when it stops:
     # for centers where the phone is the agent's only tool.
     phone_login: bool = False
+    adherence: AdherenceSettings = Field(default_factory=AdherenceSettings)
 
     @field_validator("timezone")
     @classmethod
@@ -211,6 +233,7 @@ def tenant_setup(db: Session, tenant: Tenant) -> TenantSetup:
         ),
         restore_agents=settings.restore_agents,
         timezone=settings.timezone,
+        adherence=settings.adherence.rules(),
     )
 
 

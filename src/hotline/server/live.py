@@ -35,6 +35,7 @@ from hotline.events.types import (
     Event,
     WrapUpEnded,
 )
+from hotline.wfm.adherence import DEFAULT_RULES, AdherenceRules
 
 log = logging.getLogger("hotline.live")
 T = TypeVar("T")
@@ -71,6 +72,7 @@ class TenantSetup:
     dispositions: set[str] = field(default_factory=set)
     restore_agents: str = "last_state"  # or "logged_out"
     timezone: str | None = None
+    adherence: AdherenceRules = DEFAULT_RULES
 
 
 class Tenant:
@@ -86,6 +88,7 @@ class Tenant:
         self.dispositions = set(setup.dispositions)
         self.restore_agents = setup.restore_agents
         self.tz = ZoneInfo(setup.timezone) if setup.timezone else None
+        self.adherence = setup.adherence
         self.realtime = Realtime()
         self.last_call: dict[str, str] = {}  # agent -> the call it answered last
         self.day_start = 0.0

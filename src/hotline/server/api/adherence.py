@@ -323,7 +323,7 @@ async def live_adherence(caller: Watcher, state: State) -> dict[str, Any]:
     out, and whether severe. Supervisors see the agents of their teams."""
     tenant = _tenant(state, caller)
     live = _live(state)
-    engine = live.engine(tenant.id)
+    engine = live.engine(tenant)
     now = state.center.clock()
     visible = _visible(caller, tenant)
     agents = []
@@ -335,14 +335,14 @@ async def live_adherence(caller: Watcher, state: State) -> dict[str, Any]:
         counts["in_adherence" if status.in_adherence else "out_of_adherence"] += 1
         counts["severe"] += status.severe
         agents.append({**status.to_dict(), "team": tenant.teams.get(code)})
-    return {"t": now, "severe_after": live.rules.severe_after, **counts, "agents": agents}
+    return {"t": now, "severe_after": tenant.adherence.severe_after, **counts, "agents": agents}
 
 
 def _period_tallies(state: ServerState, tenant: Tenant, t0: float, t1: float
                     ) -> dict[str, dict[Key, float]]:
     """A fresh engine fed the roster and the stored state changes: each agent's time per
     (activity, state, reason) within ``[t0, min(t1, now))``."""
-    engine = AdherenceEngine(_live(state).rules, count_from=t0)
+    engine = AdherenceEngine(tenant.adherence, count_from=t0)
     end = min(t1, state.center.clock())
     if end <= t0:
         return {}
@@ -388,7 +388,7 @@ async def adherence_report(
     """Per agent and in total over ``[from, to)`` (time not yet passed excluded):
     adherence = time in adherence / scheduled time; conformance = logged-in time /
     scheduled paid time (work, break, meeting, training)."""
-    rules = _live(state).rules
+    rules = _tenant(state, caller).adherence
     return await _figures(caller, state, from_, to, agent,
                           lambda tally: adherence_figures(tally, rules))
 

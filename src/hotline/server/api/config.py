@@ -196,6 +196,10 @@ def patch_tenant(
     db.commit()
     if body.settings is not None:
         telephony_changed(state)  # e.g. phone_login
+        running = state.center.tenants.get(tenant.id)
+        if running is not None and state.adherence is not None:
+            anyio.from_thread.run_sync(state.adherence.set_rules, running,
+                                       body.settings.adherence.rules())
     return _tenant_out(tenant)
 
 
