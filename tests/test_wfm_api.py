@@ -181,6 +181,22 @@ def test_planner_goes_from_forecast_to_a_named_roster(center: Center) -> None:  
         "schedule": schedule_csv, "agents": [{"agent": "A1", "max_hours": 10}]}))
     assert contracts["assigned"] == {} and contracts["idle_agents"] == ["A1"]
 
+    # A2 worked Sunday until 23:00 (published): no line starting before 10:00 on Monday.
+    ok(planner.put("/wfm/roster", json=[{"agent": "A2", "start": "2026-12-06T15:00",
+                                         "end": "2026-12-06T23:00", "activity": "work"}],
+                   params={"from": "2026-12-06", "to": "2026-12-07"}))
+    rested = ok(planner.post("/wfm/assign", json={"schedule": schedule_csv,
+                                                  "skill": "support"}))
+    firsts = {a["agent"]: min(b["start"] for b in body["activities"]
+                              if b["agent"] == a["agent"]) for a in body["activities"]}
+    for line in rested["assigned"]:
+        assert firsts[line] >= "2026-12-07T10:00"
+    for line, first in firsts.items():
+        if first < "2026-12-07T10:00":
+            assert line in rested["open_lines"]
+            assert "rest after their last shift" in rested["open_lines"][line]
+    ok(planner.put("/wfm/roster", json=[], params={"from": "2026-12-06", "to": "2026-12-07"}))
+
     # Simulated: A2 alone against a forecast that needs several agents fails every interval,
     # and the agents on the phones per interval are the roster's work time in it.
     roster_csv = "agent,start,end,activity\n" + "".join(

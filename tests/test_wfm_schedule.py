@@ -222,6 +222,25 @@ def test_rostering_respects_skills_contracts_availability_and_preferences() -> N
     assert {a.agent for a in result.activities} == {"ann", "bob"}
 
 
+def test_rostering_keeps_the_rest_after_the_previous_roster() -> None:
+    """Ann worked until 23:00 on Sunday: with 11 hours' rest she cannot start at 07:00 on
+    Monday, but can take the line starting at 14:00; Bob, who was off, takes the early one."""
+    day = MONDAY
+    lines = lines_of([
+        Activity("early", day.replace(hour=7), day.replace(hour=15), "work"),
+        Activity("late", day.replace(hour=14), day.replace(hour=22), "work"),
+    ])
+    ann = AgentContract("ann", {}, prefer_start=7 * 3600.0)  # she would rather start early
+    bob = AgentContract("bob", {}, prefer_start=14 * 3600.0)
+    worked = {"ann": day - timedelta(hours=1)}
+    assert assign(lines, [ann, bob]).assigned == {"early": "ann", "late": "bob"}
+    assert assign(lines, [ann, bob], worked_until=worked).assigned == {
+        "early": "bob", "late": "ann"}
+    alone = assign(lines, [ann], worked_until=worked)
+    assert alone.assigned == {"late": "ann"}
+    assert "8 h rest after their last shift" in alone.open_lines["early"]
+
+
 def test_agents_file_errors_name_the_line() -> None:
     from hotline.wfm.roster import RosterError
 

@@ -9,7 +9,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections import Counter
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Annotated
 
@@ -133,13 +133,21 @@ def roster(
     skill: Annotated[
         str | None, typer.Option(help="Only agents with this skill may take the lines.")
     ] = None,
+    previous: Annotated[
+        Path | None, typer.Option(help="The roster before this one (activities CSV): each "
+                                       "agent's first shift keeps --min-rest after it.")
+    ] = None,
+    min_rest: Annotated[
+        str, typer.Option(help="Rest after an agent's last shift in --previous.")
+    ] = "11h",
     out: Annotated[Path | None, typer.Option(help="Write the roster as activities CSV.")] = None,
     json_output: Annotated[
         bool, typer.Option("--json", help="Print one JSON object instead of tables.")
     ] = False,
 ) -> None:
     """Put named agents on the schedule's lines, respecting skills, contracted hours,
-    availability and preferences; lines nobody can take stay open."""
+    availability, the rest after their previous roster, and preferences; lines nobody can
+    take stay open."""
     lines = lines_of(_activities("--schedule", schedule_file))
     try:
         people = read_agents(agents.read_text(encoding="utf-8-sig"))
@@ -149,7 +157,16 @@ def roster(
         raise _fail("--agents", f"{agents}: {exc}") from None
     if not lines:
         raise _fail("--schedule", f"{schedule_file}: no activities")
-    result = assign(lines, people, skill)
+    worked_until: dict[str, datetime] = {}
+    if previous is not None:
+        first = min(line.shifts[0].start for line in lines)
+        for a in _activities("--previous", previous):
+            if (a.start.tzinfo is None) != (first.tzinfo is None):
+                raise _fail("--previous", f"{previous}: its times and the schedule's must "
+                            "both have a UTC offset or both have none")
+            if a.start < first:
+                worked_until[a.agent] = max(a.end, worked_until.get(a.agent, a.end))
+    result = assign(lines, people, skill, worked_until, _seconds("--min-rest", min_rest))
     if out is not None:
         _write(out, write_activities(result.activities))
     if json_output:

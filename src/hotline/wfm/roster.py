@@ -189,10 +189,16 @@ def _fits_window(shift: Shift, window: tuple[float, float]) -> bool:
     return offset + length <= span + 1e-6
 
 
-def suitability(agent: AgentContract, line: LineWeek, skill: str | None) -> str | None:
-    """Why ``agent`` cannot work ``line``, or None when they can."""
+def suitability(agent: AgentContract, line: LineWeek, skill: str | None,
+                worked_until: datetime | None = None, min_rest: float = 0.0) -> str | None:
+    """Why ``agent`` cannot work ``line``, or None when they can. ``worked_until``: the end
+    of the agent's last shift before this schedule (its first shift must leave the rest)."""
     if skill is not None and skill not in agent.skills:
         return f"lacks skill {skill}"
+    if worked_until is not None and line.shifts:
+        rest = (line.shifts[0].start - worked_until).total_seconds()
+        if rest < min_rest:
+            return f"{max(rest, 0) / 3600:g} h rest after their last shift"
     if agent.min_hours is not None and line.paid_hours < agent.min_hours - 1e-6:
         return f"{line.paid_hours:g} h is under their {agent.min_hours:g} h contract"
     if agent.max_hours is not None and line.paid_hours > agent.max_hours + 1e-6:
@@ -237,13 +243,17 @@ class Roster:
         }
 
 
-def assign(lines: list[LineWeek], agents: list[AgentContract],
-           skill: str | None = None) -> Roster:
+def assign(lines: list[LineWeek], agents: list[AgentContract], skill: str | None = None,
+           worked_until: dict[str, datetime] | None = None,
+           min_rest: float = 11 * 3600.0) -> Roster:
+    """``worked_until``: when each agent's last shift before the schedule ends (e.g. from
+    the roster published for the days before), kept ``min_rest`` from its first shift."""
     cost = np.full((len(agents), len(lines)), _UNSUITED)
     reasons: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     for i, agent in enumerate(agents):
         for j, line in enumerate(lines):
-            why = suitability(agent, line, skill)
+            why = suitability(agent, line, skill, (worked_until or {}).get(agent.agent),
+                              min_rest)
             if why is None:
                 cost[i, j] = preference_cost(agent, line)
             else:

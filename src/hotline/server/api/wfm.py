@@ -8,16 +8,17 @@ from __future__ import annotations
 
 import csv
 import io
-from datetime import date, datetime
+from datetime import date, datetime, tzinfo
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 from pydantic import Field, ValidationError
-from sqlalchemy import select
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
-from hotline.db.schema import Agent
+from hotline.db.schema import Agent, RosterActivity
 from hotline.durations import parse_duration
 from hotline.server.api.reports import _filename, _when
 from hotline.server.catalog import Code, Model
@@ -284,14 +285,36 @@ class AssignIn(Model):
     schedule: str = Field(max_length=20_000_000,
                           description="the schedule's activities CSV (agent = line)")
     skill: Code | None = Field(None, description="only agents with this skill take lines")
+    min_rest: float = Field(11 * 3600.0, ge=0, le=86400,
+                            description="seconds between an agent's last published shift "
+                            "before the schedule and its first shift in it")
     agents: list[ContractIn] | None = Field(
         None, max_length=20_000,
         description="contracts and wishes of the tenant's agents (default: every agent, "
         "no limits); agents not listed take no line")
 
 
+def _worked_until(db: Session, caller: Principal, first: datetime, tz: tzinfo | None
+                  ) -> dict[str, datetime]:
+    """Each agent's end of the last published activity starting in the two days before
+    ``first``; naive times are the tenant's local time, as publishing reads them."""
+    naive = first.tzinfo is None
+    if naive:
+        first = first.replace(tzinfo=tz) if tz is not None else first.astimezone()
+    t1 = first.timestamp()
+    rows = db.execute(select(RosterActivity.agent, func.max(RosterActivity.ends_at)).where(
+        RosterActivity.tenant_id == caller.tenant_id,
+        RosterActivity.starts_at >= t1 - 2 * 86400, RosterActivity.starts_at < t1,
+    ).group_by(RosterActivity.agent))
+    out = {}
+    for agent, end in rows:
+        moment = datetime.fromtimestamp(end, first.tzinfo)
+        out[agent] = moment.replace(tzinfo=None) if naive else moment
+    return out
+
+
 @router.post("/wfm/assign")
-async def wfm_assign(body: AssignIn, caller: Scheduler, db: DB) -> Any:
+async def wfm_assign(body: AssignIn, caller: Scheduler, db: DB, state: State) -> Any:
     """Named agents on the schedule's lines (``hotline wfm roster``): skills from the
     tenant's agents, contracts and wishes from the body. The result's activities are what
     ``PUT /wfm/roster`` publishes."""
@@ -325,7 +348,12 @@ async def wfm_assign(body: AssignIn, caller: Scheduler, db: DB) -> Any:
         field = f"body.agents.{int(line) - 2}" if line.isdigit() and int(line) > 1 else \
             "body.agents"
         raise invalid(field, message or str(exc)) from None
-    result = await run_in_threadpool(assign, lines, people, body.skill)
+    first = min(line.shifts[0].start for line in lines)
+    running = state.center.tenants.get(caller.tenant_id)
+    worked_until = await run_in_threadpool(_worked_until, db, caller, first,
+                                           running.tz if running is not None else None)
+    result = await run_in_threadpool(assign, lines, people, body.skill, worked_until,
+                                     body.min_rest)
     return {**result.to_dict(), "activities": _activity_rows(result.activities)}
 
 
