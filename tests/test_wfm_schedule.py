@@ -217,7 +217,10 @@ def test_rostering_respects_skills_contracts_availability_and_preferences() -> N
     # bob can only work the early line (his hours end at 16:00); ann prefers the late start;
     # dan could take line-3 by hours but not on Saturday; cat lacks the skill.
     assert result.assigned == {"line-1": "bob", "line-2": "ann"}
-    assert "line-3" in result.open_lines and "unavailable" in result.open_lines["line-3"]
+    assert result.open_lines["line-3"] == [
+        {"reason": "skill", "agents": 1, "skill": "support"},  # cat
+        {"reason": "unavailable", "agents": 1, "date": "2026-12-12"},  # dan, a Saturday
+        {"reason": "taken", "agents": 2}]  # ann and bob suit it but have the other lines
     assert sorted(result.idle_agents) == ["cat", "dan"]
     assert {a.agent for a in result.activities} == {"ann", "bob"}
 
@@ -238,7 +241,7 @@ def test_rostering_keeps_the_rest_after_the_previous_roster() -> None:
         "early": "bob", "late": "ann"}
     alone = assign(lines, [ann], worked_until=worked)
     assert alone.assigned == {"late": "ann"}
-    assert "8 h rest after their last shift" in alone.open_lines["early"]
+    assert alone.open_lines["early"] == [{"reason": "rest", "agents": 1, "hours": 8}]
 
 
 def test_agents_file_errors_name_the_line() -> None:

@@ -19,7 +19,7 @@ from rich.table import Table
 
 from hotline.wfm.activities import write_activities
 from hotline.wfm.commands import _activities, _fail, _reading, _seconds
-from hotline.wfm.roster import RosterError, assign, lines_of, read_agents
+from hotline.wfm.roster import RosterError, assign, lines_of, read_agents, reason_text
 from hotline.wfm.schedule import (
     WEEKDAYS,
     RulesError,
@@ -184,7 +184,8 @@ def roster(
                       f"{line.shifts[0].start:%a %H:%M}")
     console.print(table)
     for name, why in result.open_lines.items():
-        console.print(f"[yellow]open[/] {name} ({by_name[name].paid_hours:g} h): {why}")
+        text = "; ".join(reason_text(r) for r in why) or "no agents"
+        console.print(f"[yellow]open[/] {name} ({by_name[name].paid_hours:g} h): {text}")
     if result.idle_agents:
         console.print(f"without a line: {', '.join(result.idle_agents)}")
     console.print(f"{len(result.assigned)} of {len(lines)} lines staffed"

@@ -12,7 +12,7 @@ from __future__ import annotations
 import csv
 import io
 import re
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
@@ -189,26 +189,48 @@ def _fits_window(shift: Shift, window: tuple[float, float]) -> bool:
     return offset + length <= span + 1e-6
 
 
+#: Why an agent cannot take a line: a code with its figures (the web page words it in the
+#: user's language) and the English the command line prints.
+REASONS = {
+    "skill": "lack skill {skill}",
+    "rest": "would rest only {hours:g} h after their last shift",
+    "under_contract": "need at least {hours:g} h ({line:g} h is too few)",
+    "over_contract": "work at most {hours:g} h ({line:g} h is too many)",
+    "unavailable": "are unavailable on {date}",
+    "outside_hours": "are not available for the {day} {time} shift",
+    "taken": "who suit it took other lines",
+}
+
+
+def reason_text(reason: dict[str, Any]) -> str:
+    """``{"reason": code, "agents": n, ...figures}`` in English."""
+    return f"{reason['agents']} agent(s) " + REASONS[reason["reason"]].format(**reason)
+
+
 def suitability(agent: AgentContract, line: LineWeek, skill: str | None,
-                worked_until: datetime | None = None, min_rest: float = 0.0) -> str | None:
-    """Why ``agent`` cannot work ``line``, or None when they can. ``worked_until``: the end
-    of the agent's last shift before this schedule (its first shift must leave the rest)."""
+                worked_until: datetime | None = None, min_rest: float = 0.0
+                ) -> tuple[str, tuple[tuple[str, Any], ...]] | None:
+    """Why ``agent`` cannot work ``line`` (a code and its figures), or None when they can.
+    ``worked_until``: the end of the agent's last shift before this schedule (its first
+    shift must leave the rest)."""
     if skill is not None and skill not in agent.skills:
-        return f"lacks skill {skill}"
+        return "skill", (("skill", skill),)
     if worked_until is not None and line.shifts:
         rest = (line.shifts[0].start - worked_until).total_seconds()
         if rest < min_rest:
-            return f"{max(rest, 0) / 3600:g} h rest after their last shift"
+            return "rest", (("hours", round(max(rest, 0) / 3600, 2)),)
+    hours = round(line.paid_hours, 2)
     if agent.min_hours is not None and line.paid_hours < agent.min_hours - 1e-6:
-        return f"{line.paid_hours:g} h is under their {agent.min_hours:g} h contract"
+        return "under_contract", (("hours", agent.min_hours), ("line", hours))
     if agent.max_hours is not None and line.paid_hours > agent.max_hours + 1e-6:
-        return f"{line.paid_hours:g} h is over their {agent.max_hours:g} h contract"
+        return "over_contract", (("hours", agent.max_hours), ("line", hours))
     for shift in line.shifts:
         day = shift.start.date()
         if day.weekday() in agent.unavailable_days or day in agent.unavailable_dates:
-            return f"unavailable on {day.isoformat()}"
+            return "unavailable", (("date", day.isoformat()),)
         if agent.window is not None and not _fits_window(shift, agent.window):
-            return f"the {shift.start:%a %H:%M} shift is outside their hours"
+            return "outside_hours", (("day", WEEKDAYS[day.weekday()]),
+                                     ("time", f"{shift.start:%H:%M}"))
     return None
 
 
@@ -230,7 +252,7 @@ def preference_cost(agent: AgentContract, line: LineWeek) -> float:
 class Roster:
     activities: list[Activity]
     assigned: dict[str, str]  # line → agent
-    open_lines: dict[str, str]  # line → why nobody could take it
+    open_lines: dict[str, list[dict[str, Any]]]  # line → why nobody took it (REASONS)
     idle_agents: list[str]
     preference_cost: float
 
@@ -249,7 +271,7 @@ def assign(lines: list[LineWeek], agents: list[AgentContract], skill: str | None
     """``worked_until``: when each agent's last shift before the schedule ends (e.g. from
     the roster published for the days before), kept ``min_rest`` from its first shift."""
     cost = np.full((len(agents), len(lines)), _UNSUITED)
-    reasons: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    reasons: dict[str, Counter[tuple[str, tuple[tuple[str, Any], ...]]]] = defaultdict(Counter)
     for i, agent in enumerate(agents):
         for j, line in enumerate(lines):
             why = suitability(agent, line, skill, (worked_until or {}).get(agent.agent),
@@ -270,12 +292,12 @@ def assign(lines: list[LineWeek], agents: list[AgentContract], skill: str | None
     for j, line in enumerate(lines):
         if line.name in assigned:
             continue
-        top = sorted(reasons[line.name].items(), key=lambda kv: -kv[1])[:3]
-        parts = [f"{n} agent(s) {r}" for r, n in top]
+        explained = [{"reason": code, "agents": n, **dict(figures)}
+                     for (code, figures), n in reasons[line.name].most_common(3)]
         suited = int((cost[:, j] < _UNSUITED).sum())
         if suited:
-            parts.append(f"the {suited} who suit it have other lines")
-        open_lines[line.name] = "; ".join(parts) or "no agents"
+            explained.append({"reason": "taken", "agents": suited})
+        open_lines[line.name] = explained
     activities = [
         Activity(assigned[a.agent], a.start, a.end, a.kind)
         for line in lines if line.name in assigned for a in line.activities
