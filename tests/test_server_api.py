@@ -15,6 +15,7 @@ from typing import Any, ClassVar
 
 import anyio
 import httpx
+import openpyxl
 import pytest
 from argon2 import PasswordHasher
 from fastapi.testclient import TestClient
@@ -1338,3 +1339,16 @@ def test_adherence_conformance_and_shrinkage_come_from_the_stored_states(
     assert a1["shrinkage"] == pytest.approx(1 - (on_break - ready) / scheduled, abs=1e-4)
     assert shrink["total"]["shrinkage"] == pytest.approx(a1["shrinkage"])
     problem(center.alice.get("/wfm/shrinkage", params=period), 403)
+
+    # The same figures as files: a row per agent and a total row.
+    text = center.sup.get("/wfm/adherence/report", params={**period, "format": "csv"}).text
+    rows = list(csv.DictReader(io.StringIO(text)))
+    assert [r["agent"] for r in rows] == ["A1", "total"]
+    assert float(rows[0]["adherence"]) == pytest.approx(report["agents"][0]["adherence"])
+    r = center.planner.get("/wfm/shrinkage", params={**period, "format": "xlsx"})
+    sheet = openpyxl.load_workbook(io.BytesIO(r.content)).active
+    header = [c.value for c in sheet[1]]
+    a1_row = next(row for row in sheet.iter_rows(min_row=2, values_only=True) if row[0] == "A1")
+    got = dict(zip(header, a1_row, strict=True))
+    assert got["shrinkage"] == pytest.approx(a1["shrinkage"])
+    assert got["not_ready_break_share"] == pytest.approx(a1["not_ready"]["break"]["share"])

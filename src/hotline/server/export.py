@@ -38,7 +38,8 @@ DURATIONS = frozenset(
         "wrap",
     }
 )
-RATIOS = frozenset({"service_level", "abandon_rate", "occupancy"})
+RATIOS = frozenset({"service_level", "abandon_rate", "occupancy", "adherence", "conformance",
+                    "shrinkage"})
 _FORMATS = {"stamp": "yyyy-mm-dd hh:mm:ss", "duration": "[h]:mm:ss", "ratio": "0.0%"}
 _WIDTHS = {"stamp": 19, "duration": 10, "ratio": 8}
 
@@ -46,9 +47,9 @@ _WIDTHS = {"stamp": 19, "duration": 10, "ratio": 8}
 def _kind(column: str) -> str | None:
     if column in STAMPS:
         return "stamp"
-    if column in DURATIONS:
+    if column in DURATIONS or column.endswith("_time"):  # e.g. not_ready_lunch_time
         return "duration"
-    if column in RATIOS:
+    if column in RATIOS or column.endswith("_share"):
         return "ratio"
     return None
 

@@ -29,6 +29,7 @@ from hotline.events.types import AgentStateChanged
 from hotline.server.adherence import DAY, LiveAdherence, roster_slots
 from hotline.server.api.control import _tenant
 from hotline.server.catalog import Code, Model
+from hotline.server.export import table
 from hotline.server.live import Tenant
 from hotline.server.problems import ApiError, field_errors, invalid, invalid_fields
 from hotline.server.security import Principal
@@ -377,6 +378,38 @@ async def _figures(
     }
 
 
+ADHERENCE_COLUMNS = ["agent", "team", "scheduled_time", "adherent_time", "adherence",
+                     "scheduled_paid_time", "worked_time", "conformance",
+                     "unscheduled_logged_in_time"]
+
+
+def _flat(figures: dict[str, Any]) -> dict[str, Any]:
+    """Shrinkage's nested parts as columns (``not_ready_<reason>_time``/``_share``)."""
+    out = {k: v for k, v in figures.items() if k not in ("not_ready", "logged_out")}
+    for reason, part in figures.get("not_ready", {}).items():
+        out[f"not_ready_{reason}_time"], out[f"not_ready_{reason}_share"] = \
+            part["time"], part["share"]
+    if "logged_out" in figures:
+        out["logged_out_time"] = figures["logged_out"]["time"]
+        out["logged_out_share"] = figures["logged_out"]["share"]
+    return out
+
+
+async def _table(report: dict[str, Any], fmt: str, name: str,
+                 columns: list[str] | None = None) -> Any:
+    """The report as JSON, or one row per agent and a total row as CSV or Excel."""
+    if fmt == "json":
+        return report
+    rows = [_flat(r) for r in report["agents"]]
+    rows.append({"agent": "total", "team": None, **_flat(report["total"])})
+    if columns is None:
+        extra = sorted({k for r in rows for k in r} - {"agent", "team"},
+                       key=lambda k: (not k.startswith(("paid", "available", "shrinkage")), k))
+        columns = ["agent", "team", *extra]
+    stamp = f"{report['from'][:10]}-{report['to'][:10]}"
+    return await run_in_threadpool(table, rows, fmt, f"{name}-{stamp}", columns)
+
+
 @router.get("/wfm/adherence/report")
 async def adherence_report(
     caller: Watcher,
@@ -384,13 +417,16 @@ async def adherence_report(
     from_: Annotated[str, Query(alias="from", max_length=40)],
     to: Annotated[str, Query(max_length=40)],
     agent: Annotated[str | None, Query(max_length=64, description="this agent only")] = None,
-) -> dict[str, Any]:
+    format: Literal["json", "csv", "xlsx"] = "json",
+) -> Any:
     """Per agent and in total over ``[from, to)`` (time not yet passed excluded):
     adherence = time in adherence / scheduled time; conformance = logged-in time /
-    scheduled paid time (work, break, meeting, training)."""
+    scheduled paid time (work, break, meeting, training). CSV/Excel: a row per agent and
+    a total row."""
     rules = _tenant(state, caller).adherence
-    return await _figures(caller, state, from_, to, agent,
-                          lambda tally: adherence_figures(tally, rules))
+    report = await _figures(caller, state, from_, to, agent,
+                            lambda tally: adherence_figures(tally, rules))
+    return await _table(report, format, "adherence", ADHERENCE_COLUMNS)
 
 
 @router.get("/wfm/shrinkage")
@@ -400,7 +436,10 @@ async def shrinkage(
     from_: Annotated[str, Query(alias="from", max_length=40)],
     to: Annotated[str, Query(max_length=40)],
     agent: Annotated[str | None, Query(max_length=64, description="this agent only")] = None,
-) -> dict[str, Any]:
+    format: Literal["json", "csv", "xlsx"] = "json",
+) -> Any:
     """Shrinkage measured from agents' states over ``[from, to)``: the share of paid time
-    (scheduled paid, or logged in) not on the phones, by not-ready reason and logged out."""
-    return await _figures(caller, state, from_, to, agent, shrinkage_figures)
+    (scheduled paid, or logged in) not on the phones, by not-ready reason and logged out.
+    CSV/Excel: a row per agent and a total row, a time and a share column per reason."""
+    report = await _figures(caller, state, from_, to, agent, shrinkage_figures)
+    return await _table(report, format, "shrinkage")
