@@ -399,6 +399,11 @@ def local_days(now: float, tz: tzinfo | None, count: int) -> list[tuple[float, f
     return list(pairwise(midnights))
 
 
+def _local_iso(t: float, tz: tzinfo | None) -> str:
+    moment = datetime.fromtimestamp(t, tz) if tz else datetime.fromtimestamp(t).astimezone()
+    return moment.isoformat(timespec="seconds")
+
+
 @dataclass(frozen=True, slots=True)
 class Away:
     """A simulated agent's own time off the phones: for a scheduled ``kind`` ending at
@@ -500,8 +505,7 @@ class DemoTraffic:
             if not agents or await asyncio.to_thread(rostered):
                 continue
             rows = [("demo", *row) for row in demo_roster(agents, t0, t1)]
-            day = (datetime.fromtimestamp(t0, tenant.tz) if tenant.tz
-                   else datetime.fromtimestamp(t0)).date().isoformat()
+            day = "/".join(_local_iso(t, tenant.tz) for t in (t0, t1))  # as the API audits it
             try:
                 await live.publish_roster(tenant, t0, t1, rows, (self.tenant_id, "demo"), day)
             except RosterOverlap as err:  # a planner's roster runs into the day: theirs wins
