@@ -9,8 +9,9 @@ import io
 import json
 import time
 from collections.abc import Callable, Iterator
-from datetime import datetime
+from datetime import date, datetime, timedelta
 from functools import cached_property
+from itertools import pairwise
 from typing import Any, ClassVar
 
 import anyio
@@ -21,7 +22,7 @@ from argon2 import PasswordHasher
 from fastapi.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
-from hotline.server import security
+from hotline.server import demo, security
 from hotline.server.app import Settings, create_app
 
 API = "/api/v1"
@@ -1352,3 +1353,140 @@ def test_adherence_conformance_and_shrinkage_come_from_the_stored_states(
     got = dict(zip(header, a1_row, strict=True))
     assert got["shrinkage"] == pytest.approx(a1["shrinkage"])
     assert got["not_ready_break_share"] == pytest.approx(a1["not_ready"]["break"]["share"])
+
+
+# ---------------------------------------------------------------------- 11. the demo's roster
+DEMO = "demo-bank"
+OFF_PHONES = {"break": 15 * 60, "meal": 30 * 60}  # the demo's times off the phones
+
+
+@pytest.fixture
+def quiet_demo(db_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Server]:
+    """``serve --demo`` in process, its simulated callers silent (calls only when a test
+    makes them) and nobody back late from a break, so agents' states are the roster's."""
+    quiet = demo.demo_scenario().model_copy(update={"traffic": []})
+    monkeypatch.setattr(demo, "demo_scenario", lambda: quiet)
+    monkeypatch.setattr(demo, "LATE_SHARE", 0.0)
+    settings = Settings(db_url=db_url, admin_password=PLATFORM_PASSWORD, demo=True,
+                        demo_password=PASSWORD, say=lambda s: None)
+    with TestClient(create_app(settings)) as client:
+        yield Server(client)
+
+
+def _demo_agents() -> list[str]:
+    return [a for group in demo.demo_scenario().agents for a in group.agent_ids()]
+
+
+def _local_day(offset: int) -> float:
+    return datetime.combine(date.today() + timedelta(days=offset), datetime.min.time()).timestamp()
+
+
+def _stamp(text: str) -> float:
+    return datetime.fromisoformat(text).timestamp()
+
+
+def test_the_demo_rosters_its_agents_round_the_clock_and_they_follow_it(
+    quiet_demo: Server,
+) -> None:
+    planner = quiet_demo.login(DEMO, "planner")
+    agents = _demo_agents()
+    today, tomorrow, after = (_local_day(k) for k in range(3))
+    day = {"from": date.today().isoformat(), "to": (date.today() + timedelta(days=1)).isoformat()}
+    rows = ok(planner.get("/wfm/roster", params=day))
+    by_agent: dict[str, list[tuple[float, float, str]]] = {}
+    for r in rows:
+        by_agent.setdefault(r["agent"], []).append((_stamp(r["start"]), _stamp(r["end"]),
+                                                    r["activity"]))
+    assert sorted(by_agent) == sorted(agents)
+    now = time.time()
+    for agent, acts in by_agent.items():
+        # Rostered without a gap all day (the centre runs round the clock) ...
+        assert all(a[1] == b[0] for a, b in pairwise(acts)), agent
+        assert acts[0][0] - today <= OFF_PHONES["meal"] and acts[-1][1] >= tomorrow, agent
+        assert any(s <= now < e for s, e, _ in acts), agent
+        # ... working, with two 15-minute breaks and a 30-minute meal every 8 hours.
+        off = [(e - s, kind) for s, e, kind in acts if kind != "work"]
+        assert {kind for _, kind in off} == {"break", "meal"}
+        assert all(length == OFF_PHONES[kind] for length, kind in off), agent
+        assert 5 <= sum(kind == "break" for _, kind in off) <= 7
+        assert 2 <= sum(kind == "meal" for _, kind in off) <= 4
+    # Staggered: at most 15 % of the agents off the phones at any moment.
+    off_times = [(s, e) for acts in by_agent.values() for s, e, kind in acts if kind != "work"]
+    most = max(sum(s <= t < e for s, e in off_times) for t, _ in off_times)
+    assert 0 < most <= 0.15 * len(agents)
+    # Tomorrow is rostered too; the day after, once the demo has run into tomorrow.
+    later = ok(planner.get("/wfm/roster", params={"from": str(tomorrow), "to": str(after)}))
+    assert {r["agent"] for r in later if _stamp(r["start"]) >= tomorrow} == set(agents)
+    assert "roster.publish" in {
+        e["action"] for e in ok(quiet_demo.login(DEMO, "admin").get(
+            "/audit", params={"limit": 100}))["entries"]}
+
+    # Live adherence judges every demo agent against it, and (no calls in this quiet demo)
+    # each is doing what it is scheduled to: on the phones, or off them with its reason.
+    def floor() -> dict[str, Any]:
+        body: dict[str, Any] = ok(planner.get("/wfm/adherence"))
+        return body
+
+    live = floor()
+    shown = {a["agent"]: a for a in live["agents"]}
+    for agent in agents:
+        scheduled = [kind for s, e, kind in by_agent[agent] if s <= live["t"] < e]
+        assert shown[agent]["rostered"], agent
+        assert [shown[agent]["activity"]] == scheduled, agent
+    wait_until(lambda: all(a["in_adherence"] for a in floor()["agents"]
+                           if a["agent"] in by_agent), what="every demo agent in adherence")
+    for a in floor()["agents"]:
+        if a["agent"] in by_agent and a["activity"] != "work":
+            assert (a["state"], a["reason"]) == (
+                "not_ready", {"break": "break", "meal": "lunch"}[a["activity"]])
+
+
+def test_a_demo_agent_takes_its_break_once_free_and_comes_back_when_it_ends(
+    quiet_demo: Server,
+) -> None:
+    admin, planner = quiet_demo.login(DEMO, "admin"), quiet_demo.login(DEMO, "planner")
+    # A caller nobody simulates: the demo agent who answers stays on the call.
+    call = ok(admin.post("/calls", json={"queue": "general", "number": "13900000001"}), 201)
+    busy = wait_until(lambda: (info := ok(admin.get(f"/calls/{call['call']}")))["state"]
+                      == "connected" and info["agents"][0], what="a demo agent to answer")
+    free = next(a for a in _demo_agents() if a != busy
+                and ok(admin.get(f"/agents/{a}/state"))["state"] == "ready")
+
+    # The planner gives both a break starting in two seconds (their days otherwise work).
+    span = {"from": date.today().isoformat(),
+            "to": (date.today() + timedelta(days=2)).isoformat()}
+    kept = [r for r in ok(planner.get("/wfm/roster", params=span))
+            if r["agent"] not in (busy, free) and _stamp(r["start"]) >= _stamp(span["from"])]
+    start, length = float(int(time.time()) + 2), 4.0
+    iso = {t: datetime.fromtimestamp(t).astimezone().isoformat()
+           for t in (_stamp(span["from"]), start, start + length, _stamp(span["to"]))}
+    mine = [{"agent": a, "start": iso[s], "end": iso[e], "activity": kind}
+            for a in (busy, free)
+            for s, e, kind in ((_stamp(span["from"]), start, "work"),
+                               (start, start + length, "break"),
+                               (start + length, _stamp(span["to"]), "work"))]
+    ok(planner.put("/wfm/roster", json=kept + mine, params=span))
+
+    def state(agent: str) -> tuple[str, str | None]:
+        body = ok(admin.get(f"/agents/{agent}/state"))
+        return body["state"], body["reason"]
+
+    wait_until(lambda: state(free) == ("not_ready", "break"), 5, "the free agent's break")
+    assert time.time() >= start
+    on_break = _adherence(planner)
+    assert (on_break[free]["activity"], on_break[free]["in_adherence"]) == ("break", True)
+    # The other finishes its call first: out of adherence meanwhile.
+    assert state(busy) == ("busy", None)
+    assert (on_break[busy]["activity"], on_break[busy]["in_adherence"]) == ("break", False)
+    ok(admin.post(f"/calls/{call['call']}/hangup"))
+    ok(admin.post(f"/agents/{busy}/wrap-up", json={}))
+    wait_until(lambda: state(busy) == ("not_ready", "break"), 3, "the break after the call")
+    assert _adherence(planner)[busy]["in_adherence"]
+
+    # Back on the phones when the break ends.
+    wait_until(lambda: state(free) == ("ready", None), length + 3, "the agent back")
+    assert time.time() >= start + length
+    assert state(busy) == ("ready", None)
+    back = _adherence(planner)
+    assert all((back[a]["activity"], back[a]["in_adherence"]) == ("work", True)
+               for a in (busy, free))

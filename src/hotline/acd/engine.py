@@ -857,6 +857,10 @@ class ACD:
         agent = self._agent(agent_id)
         return agent.state, agent.reason
 
+    def agent_pending(self, agent_id: str) -> str | None:
+        """The state asked for during a call, entered when it ends (None: none asked)."""
+        return self._agent(agent_id).pending
+
     def is_ringing(self, call_id: str, agent_id: str) -> bool:
         call = self._calls.get(call_id)
         if call is None or call.state != _RINGING:

@@ -6,17 +6,19 @@ from __future__ import annotations
 
 import asyncio
 import math
+import time
 from collections.abc import Callable
+from itertools import pairwise
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import CursorResult, delete, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from hotline.db.schema import RosterActivity
+from hotline.db.schema import AuditEntry, RosterActivity
 from hotline.events.types import AgentStateChanged, Event
 from hotline.server.hub import Hub
 from hotline.server.live import Tenant
-from hotline.wfm.adherence import AdherenceEngine, AdherenceRules, Slot
+from hotline.wfm.adherence import AdherenceEngine, AdherenceRules, Slot, slots_by_agent
 
 DAY = 86400.0
 BEHIND = DAY  # roster kept for the day just past (a night shift still running)
@@ -38,6 +40,68 @@ def roster_slots(db: Session, tenant_id: int, start: float, end: float,
     for agent, s, e, kind in db.execute(query.order_by(RosterActivity.starts_at)):
         out.setdefault(agent, []).append(Slot(s, e, kind))
     return out
+
+
+Row = tuple[str, str, float, float, str]  # (where it came from, agent, start, end, kind)
+
+
+class RosterOverlap(ValueError):
+    """A new activity overlaps another of the same agent; ``where`` names the new row."""
+
+    def __init__(self, where: str, message: str) -> None:
+        super().__init__(message)
+        self.where = where
+        self.message = message
+
+
+def check_overlaps(rows: list[Row], kept: list[Row]) -> None:
+    """One person cannot do two things at once, in the new rows or against kept ones."""
+    ordered = sorted(rows + kept, key=lambda r: (r[1], r[2]))
+    for a, b in pairwise(ordered):
+        if a[1] == b[1] and b[2] < a[3]:
+            new = b if b[0] != "kept" else a
+            other = a if new is b else b
+            what = "a published activity outside the range" if other[0] == "kept" else other[0]
+            raise RosterOverlap(f"{new[0]}.start", f"{new[1]}'s {new[4]} overlaps {what}")
+
+
+Actor = tuple[int, str]  # who publishes: their tenant (whose audit log it goes to), name
+
+
+def store_roster(db: Session, tenant_id: int, t0: float, t1: float, rows: list[Row],
+                 actor: Actor, target: str) -> None:
+    """Replace every activity starting in ``[t0, t1)`` by ``rows`` (each checked to start
+    in the range, by the caller), audited as ``actor``; committed. Refused with
+    ``RosterOverlap`` when a row overlaps an activity kept outside the range."""
+    now = time.time()
+    agents = sorted({r[1] for r in rows})
+    if rows:
+        lo, hi = min(r[2] for r in rows), max(r[3] for r in rows)
+        kept = [
+            ("kept", agent, s.start, s.end, s.kind)
+            for agent, ss in roster_slots(db, tenant_id, lo, hi, agents).items()
+            for s in ss
+            if not t0 <= s.start < t1
+        ]
+        check_overlaps(rows, kept)
+    result = db.execute(
+        delete(RosterActivity).where(
+            RosterActivity.tenant_id == tenant_id,
+            RosterActivity.starts_at >= t0,
+            RosterActivity.starts_at < t1,
+        )
+    )
+    removed = result.rowcount if isinstance(result, CursorResult) else None
+    db.add_all(
+        RosterActivity(tenant_id=tenant_id, agent=agent, starts_at=s, ends_at=e, kind=k,
+                       published_at=now, published_by=actor[1])
+        for _, agent, s, e, k in rows
+    )
+    # as hotline.server.state.audit records it (which needs a signed-in caller)
+    detail = {"activities": len(rows), "agents": len(agents), "replaced": removed}
+    db.add(AuditEntry(tenant_id=actor[0], ts=now, actor=actor[1], action="roster.publish",
+                      target=target, detail={k: v for k, v in detail.items() if v is not None}))
+    db.commit()
 
 
 class LiveAdherence:
@@ -127,6 +191,20 @@ class LiveAdherence:
             self.loaded_until[tenant.id] = new_until
             engine.forget(now - BEHIND)
             self._push(tenant, engine)
+
+    async def publish_roster(self, tenant: Tenant, t0: float, t1: float, rows: list[Row],
+                             actor: Actor, target: str) -> dict[str, list[Slot]]:
+        """Publish: store the activities of ``[t0, t1)`` (see ``store_roster``), then judge
+        adherence by them at once. The planners' API and the demo both publish this way."""
+        await asyncio.to_thread(self._store, tenant.id, t0, t1, rows, actor, target)
+        slots = slots_by_agent(r[1:] for r in sorted(rows, key=lambda r: r[2]))
+        self.replaced(tenant, t0, t1, slots)
+        return slots
+
+    def _store(self, tenant_id: int, t0: float, t1: float, rows: list[Row], actor: Actor,
+               target: str) -> None:
+        with self.sessions() as db:
+            store_roster(db, tenant_id, t0, t1, rows, actor, target)
 
     def replaced(self, tenant: Tenant, start: float, end: float,
                  slots: dict[str, list[Slot]]) -> None:

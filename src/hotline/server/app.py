@@ -167,7 +167,7 @@ def create_app(settings: Settings) -> FastAPI:
         if demo_tenant is not None:
             from hotline.server.demo import DemoTraffic
 
-            traffic = DemoTraffic(center, demo_tenant.id)
+            traffic = DemoTraffic(center, demo_tenant.id, adherence=live_adherence)
             app.state.login_hooks.append(traffic.release)
             await traffic.start()
 

@@ -2,8 +2,10 @@
 
 Simulated callers arrive in real time (Poisson, at the scenario's rates), wait with a sampled
 patience and hang up after a sampled talk time once answered, whoever answered them. Simulated
-agents log in and answer their offers after a short delay. A person who logs in as a demo
-agent takes that agent over from the simulation and gets simulated calls through the API.
+agents log in, answer their offers after a short delay, and follow the published roster: the
+demo publishes one (round the clock, breaks staggered) for any day that has none, so the
+monitor shows adherence. A person who logs in as a demo agent takes that agent over from the
+simulation and gets simulated calls through the API.
 """
 
 from __future__ import annotations
@@ -11,9 +13,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
-from datetime import datetime
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta, tzinfo
+from datetime import time as clock_time
 from importlib import resources
+from itertools import pairwise
 from random import Random
 from typing import Any
 
@@ -22,7 +29,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from hotline.acd.commands import Command, DialCallback, Offer
-from hotline.acd.engine import LOGGED_OUT, NOT_READY, ACDError
+from hotline.acd.engine import BUSY, LOGGED_OUT, NOT_READY, READY, WRAP_UP, ACDError
 from hotline.db.schema import (
     Agent,
     Disposition,
@@ -30,6 +37,7 @@ from hotline.db.schema import (
     PhoneAccount,
     Queue,
     ReasonCode,
+    RosterActivity,
     Skill,
     Tenant,
     Trunk,
@@ -37,6 +45,7 @@ from hotline.db.schema import (
 )
 from hotline.events.types import CallAnswered, CallTransferred, Event
 from hotline.server import ivr_store
+from hotline.server.adherence import LiveAdherence, RosterOverlap
 from hotline.server.catalog import QueueIn, queue_settings
 from hotline.server.live import RESTART_REASON, LiveCenter
 from hotline.server.live import Tenant as LiveTenant
@@ -44,6 +53,7 @@ from hotline.server.security import Principal, hash_password
 from hotline.sim.distributions import Sampler, sampler
 from hotline.sim.scenario import Scenario, load_scenario, parse_clock
 from hotline.sip.digest import ha1
+from hotline.wfm.adherence import AdherenceStatus
 
 log = logging.getLogger("hotline.demo")
 SLUG = "demo-bank"
@@ -309,14 +319,116 @@ def ensure_ivr(db: Session, tenant: Tenant) -> bool:
     return True
 
 
+# ---------------------------------------------------------------------- the demo's roster
+MINUTE = 60.0
+CYCLE = 8 * 3600.0  # each agent's pattern: two 15-minute breaks and a 30-minute meal
+BREAK, MEAL = 15 * MINUTE, 30 * MINUTE
+ROSTER_DAYS = 2  # today and tomorrow
+ROSTER_CHECK_EVERY = 3600.0  # so a demo running for days is always rostered
+# What a simulated agent does during a scheduled activity off the phones (demo reasons that
+# the default adherence rules accept for it).
+AWAY_REASONS = {"break": "break", "meal": "lunch", "meeting": "meeting", "training": "training"}
+LATE_SHARE = 0.2  # of times off the phones end late, by LATE_BY seconds
+LATE_BY = (1 * MINUTE, 8 * MINUTE)
+FOLLOW_EVERY = 1.0  # seconds between looks at the roster: how late an agent starts a break
+
+
+def stagger_order(groups: Sequence[Sequence[str]]) -> list[str]:
+    """The agents of all groups interleaved, each group evenly: spaced along the cycle in
+    this order, the 4 seniors (the only VIP agents) never break together."""
+    keyed = [((j + 0.5) / len(group), g, agent)
+             for g, group in enumerate(groups) for j, agent in enumerate(group)]
+    return [agent for *_, agent in sorted(keyed)]
+
+
+def _minutes(seconds: float) -> float:
+    return round(seconds / MINUTE) * MINUTE
+
+
+def off_phone_offsets(index: int, count: int) -> list[tuple[float, float, str]]:
+    """(start from a cycle's start, length, activity) of agent ``index`` of ``count``.
+
+    Agents' first breaks are ``CYCLE / count`` apart; with the meal 5/8 and the second break
+    3/8 of that spacing out of step with them (about a third and two thirds of the cycle on),
+    the three kinds overlap least: with 20 agents at most 3 (15 %) are off at once."""
+    spacing = CYCLE / count
+    first = index * spacing
+    meal = first + (round(count / 3 - 0.625) + 0.625) * spacing
+    second = first + (round(2 * count / 3 - 0.375) + 0.375) * spacing
+    return [(_minutes(first), BREAK, "break"), (_minutes(meal), MEAL, "meal"),
+            (_minutes(second), BREAK, "break")]
+
+
+def demo_roster(agents: Sequence[str], start: float, end: float
+                ) -> list[tuple[str, float, float, str]]:
+    """The round-the-clock roster of ``[start, end)``: (agent, start, end, activity), every
+    activity starting in the range, ``work`` between the times off the phones.
+
+    The pattern repeats every ``CYCLE`` from the Unix epoch, so consecutive days join up: a
+    meal across midnight belongs to the day it starts in, and the next day's work begins
+    when it ends."""
+    rows: list[tuple[str, float, float, str]] = []
+    cycles = range(math.floor(start / CYCLE) - 2, math.ceil(end / CYCLE) + 1)
+    for i, agent in enumerate(agents):
+        off = sorted((k * CYCLE + at, k * CYCLE + at + length, kind)
+                     for k in cycles for at, length, kind in off_phone_offsets(i, len(agents)))
+        cursor = start
+        for s, e, kind in off:
+            if s >= end:
+                break
+            if e <= cursor:
+                continue
+            if s < start:  # began the day before
+                cursor = e
+                continue
+            if s > cursor:
+                rows.append((agent, cursor, s, "work"))
+            rows.append((agent, s, e, kind))
+            cursor = e
+        if cursor < end:
+            rows.append((agent, cursor, end, "work"))
+    return rows
+
+
+def local_days(now: float, tz: tzinfo | None, count: int) -> list[tuple[float, float]]:
+    """``count`` days from today as ``[midnight, next midnight)`` in Unix seconds, in the
+    tenant's time zone (the server's when it has none)."""
+    today = (datetime.fromtimestamp(now, tz) if tz else datetime.fromtimestamp(now)).date()
+    midnights = [datetime.combine(today + timedelta(days=k), clock_time(), tzinfo=tz).timestamp()
+                 for k in range(count + 1)]
+    return list(pairwise(midnights))
+
+
+def _local_iso(t: float, tz: tzinfo | None) -> str:
+    moment = datetime.fromtimestamp(t, tz) if tz else datetime.fromtimestamp(t).astimezone()
+    return moment.isoformat(timespec="seconds")
+
+
+@dataclass(frozen=True, slots=True)
+class Away:
+    """A simulated agent's own time off the phones: for a scheduled ``kind`` ending at
+    ``until``, with ``reason``; it comes back at ``back`` (after ``until`` when late)."""
+
+    kind: str
+    reason: str
+    until: float
+    back: float
+
+
 class DemoTraffic:
     """Simulated callers and agents for one tenant, driven by the real clock."""
 
-    def __init__(self, center: LiveCenter, tenant_id: int, seed: int = 7) -> None:
+    def __init__(self, center: LiveCenter, tenant_id: int, seed: int = 7,
+                 adherence: LiveAdherence | None = None) -> None:
         self.center = center
         self.tenant_id = tenant_id
         self.scenario = demo_scenario()
         self.rng = Random(seed)
+        self.adherence = adherence  # the roster the agents follow (None: they never break)
+        self.late = Random(seed + 1)  # its own, so traffic does not change who comes back late
+        self.order = stagger_order([g.agent_ids() for g in self.scenario.agents])
+        self.away: dict[str, Away] = {}
+        self.taken: dict[str, float] = {}  # agent -> end of the scheduled time off it took
         self.robots: set[str] = set()
         self.delays: dict[str, Sampler] = {}
         self.talk: dict[str, Sampler] = {}
@@ -347,6 +459,10 @@ class DemoTraffic:
                 await self._do(lambda t, now, a=agent: t.acd.set_ready(now, a))
         for spec in self.scenario.traffic:
             self._spawn(self._arrivals(spec.queue, spec.calls_per_hour, spec.profile))
+        if self.adherence is not None:
+            await self.publish_roster()
+            self._spawn(self._keep_rostered())
+            self._spawn(self._follow_roster())
 
     async def stop(self) -> None:
         with contextlib.suppress(ValueError):
@@ -356,12 +472,109 @@ class DemoTraffic:
         for task in list(self._tasks):
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        with contextlib.suppress(Exception):  # not left on a break through the next start
+            await self._do(self._all_back)
 
     def release(self, principal: Principal) -> None:
         """A person logged in as a demo agent: the simulation lets go of it."""
         if principal.tenant_id == self.tenant_id and principal.agent in self.robots:
             self.robots.discard(principal.agent)
+            self.away.pop(principal.agent, None)
             log.info("demo agent %s is now driven by a person", principal.agent)
+
+    # ------------------------------------------------------------------ roster
+    async def publish_roster(self) -> int:
+        """Publish the demo's roster for each of today and tomorrow that has none (a day a
+        planner published stays theirs), as a planner would; returns the days published."""
+        if self.adherence is None:
+            return 0
+        live = self.adherence
+        tenant = self.center.tenants[self.tenant_id]
+        agents = [a for a in self.order if tenant.acd.has_agent(a)]
+        published = 0
+        for t0, t1 in local_days(self.center.clock(), tenant.tz, ROSTER_DAYS):
+
+            def rostered(a: float = t0, b: float = t1) -> bool:
+                with live.sessions() as db:
+                    return db.scalar(select(RosterActivity.id).where(
+                        RosterActivity.tenant_id == self.tenant_id,
+                        RosterActivity.starts_at >= a,
+                        RosterActivity.starts_at < b,
+                    ).limit(1)) is not None
+
+            if not agents or await asyncio.to_thread(rostered):
+                continue
+            rows = [("demo", *row) for row in demo_roster(agents, t0, t1)]
+            day = "/".join(_local_iso(t, tenant.tz) for t in (t0, t1))  # as the API audits it
+            try:
+                await live.publish_roster(tenant, t0, t1, rows, (self.tenant_id, "demo"), day)
+            except RosterOverlap as err:  # a planner's roster runs into the day: theirs wins
+                log.warning("demo roster for %s not published: %s", day, err)
+                continue
+            published += 1
+            log.info("demo roster published for %s (%d agents)", day, len(agents))
+        return published
+
+    async def _keep_rostered(self) -> None:
+        while True:
+            await asyncio.sleep(ROSTER_CHECK_EVERY)
+            try:
+                await self.publish_roster()
+            except Exception:  # the database may be briefly away: try again next time
+                log.exception("demo roster not published")
+
+    async def _follow_roster(self) -> None:
+        while True:
+            await asyncio.sleep(FOLLOW_EVERY)
+            try:
+                await self._do(self._follow)
+            except Exception:  # e.g. the center failing: the traffic's tasks go on too
+                log.exception("demo agents could not follow the roster")
+
+    def _follow(self, t: LiveTenant, now: float) -> None:
+        """Every simulated agent does what the live adherence engine's roster says."""
+        assert self.adherence is not None
+        engine = self.adherence.engine(t)
+        for agent in sorted(self.robots):
+            if t.acd.has_agent(agent):
+                with contextlib.suppress(ACDError):  # the others still follow theirs
+                    self._follow_one(t, engine.status(agent, now), now)
+
+    def _follow_one(self, t: LiveTenant, status: AdherenceStatus, now: float) -> None:
+        """Off the phones for a scheduled break, meal, meeting or training once free (a call
+        is finished first), back when it ends (some late); an agent someone else set not
+        ready or logged out is theirs to change."""
+        acd, agent = t.acd, status.agent
+        state, reason = acd.agent_state(agent)
+        away = self.away.get(agent)
+        if away is not None:
+            if state == NOT_READY and reason == away.reason:
+                republished = status.activity != away.kind and now < away.until
+                if now >= away.back or republished:
+                    acd.set_ready(now, agent)
+                    del self.away[agent]
+            elif not (state in (BUSY, WRAP_UP) and acd.agent_pending(agent) == NOT_READY):
+                del self.away[agent]  # someone else changed its state meanwhile
+            return
+        want = AWAY_REASONS.get(status.activity) if status.rostered else None
+        end = status.activity_end
+        if want is None or end is None or self.taken.get(agent) == end:
+            return
+        if state == NOT_READY and reason == want:
+            pass  # already (it was when the server restarted): back when the time is up
+        elif state in (READY, BUSY, WRAP_UP) and acd.agent_pending(agent) is None:
+            acd.set_not_ready(now, agent, want)  # on a call: from the end of its wrap-up
+        else:
+            return  # logged out, ringing, or already asked to change after its call
+        late = self.late.uniform(*LATE_BY) if self.late.random() < LATE_SHARE else 0.0
+        self.taken[agent] = end
+        self.away[agent] = Away(status.activity, want, end, end + late)
+
+    def _all_back(self, t: LiveTenant, now: float) -> None:
+        for agent, away in list(self.away.items()):
+            if t.acd.agent_state(agent) == (NOT_READY, away.reason):
+                t.acd.set_ready(now, agent)
+        self.away.clear()
 
     # ------------------------------------------------------------------ simulation
     def _spawn(self, coro: Any) -> None:

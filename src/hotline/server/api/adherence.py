@@ -12,28 +12,24 @@ import csv
 import io
 import json
 import math
-import time
 from collections.abc import Callable
 from datetime import datetime, tzinfo
-from itertools import pairwise
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 from pydantic import TypeAdapter, ValidationError
-from sqlalchemy import CursorResult, delete
 
-from hotline.db.schema import RosterActivity
 from hotline.events.types import AgentStateChanged
-from hotline.server.adherence import DAY, LiveAdherence, roster_slots
+from hotline.server.adherence import DAY, LiveAdherence, RosterOverlap, Row, roster_slots
 from hotline.server.api.control import _tenant
 from hotline.server.catalog import Code, Model
 from hotline.server.export import table
 from hotline.server.live import Tenant
 from hotline.server.problems import ApiError, field_errors, invalid, invalid_fields
 from hotline.server.security import Principal
-from hotline.server.state import Caller, Roles, ServerState, State, audit
+from hotline.server.state import Caller, Roles, ServerState, State
 from hotline.wfm.activities import (
     Activity,
     ActivityError,
@@ -125,9 +121,6 @@ def _live(state: ServerState) -> LiveAdherence:
 
 
 # ---------------------------------------------------------------------- roster
-Row = tuple[str, str, float, float, str]  # (where in the body, agent, start, end, kind)
-
-
 def _row(where: str, agent: str, start: datetime, end: datetime, kind: str,
          tz: tzinfo | None) -> Row:
     times = []
@@ -181,17 +174,6 @@ def _check_rows(rows: list[Row], tenant: Tenant, t0: float, t1: float) -> None:
         raise invalid_fields(errors)
 
 
-def _check_overlaps(rows: list[Row], kept: list[Row]) -> None:
-    """One person cannot do two things at once, in the new rows or against kept ones."""
-    ordered = sorted(rows + kept, key=lambda r: (r[1], r[2]))
-    for a, b in pairwise(ordered):
-        if a[1] == b[1] and b[2] < a[3]:
-            new = b if b[0] != "kept" else a
-            other = a if new is b else b
-            what = "a published activity outside the range" if other[0] == "kept" else other[0]
-            raise invalid(f"{new[0]}.start", f"{new[1]}'s {new[4]} overlaps {what}")
-
-
 @router.put(
     "/wfm/roster",
     openapi_extra={
@@ -240,42 +222,14 @@ async def publish_roster(
         raise invalid("body", f"{len(rows)} activities: at most {MAX_ROWS} at once")
     _check_rows(rows, tenant, t0, t1)
 
-    def write() -> None:
-        now = time.time()
-        with state.sessions() as db:
-            agents = sorted({r[1] for r in rows})
-            if rows:
-                lo, hi = min(r[2] for r in rows), max(r[3] for r in rows)
-                kept = [
-                    ("kept", agent, s, e, k)
-                    for agent, ss in roster_slots(db, tenant.id, lo, hi, agents).items()
-                    for s, e, k in ((x.start, x.end, x.kind) for x in ss)
-                    if not t0 <= s < t1
-                ]
-                _check_overlaps(rows, kept)
-            result = db.execute(
-                delete(RosterActivity).where(
-                    RosterActivity.tenant_id == tenant.id,
-                    RosterActivity.starts_at >= t0,
-                    RosterActivity.starts_at < t1,
-                )
-            )
-            removed = result.rowcount if isinstance(result, CursorResult) else None
-            db.add_all(
-                RosterActivity(tenant_id=tenant.id, agent=agent, starts_at=s, ends_at=e,
-                               kind=k, published_at=now, published_by=caller.username)
-                for _, agent, s, e, k in rows
-            )
-            tz = _zone(tenant)
-            audit(db, caller, "roster.publish", f"{_iso(t0, tz)}/{_iso(t1, tz)}",
-                  activities=len(rows), agents=len(agents), replaced=removed)
-            db.commit()
-
-    await run_in_threadpool(write)
-    slots: dict[str, list[Slot]] = {}
-    for _, agent, s, e, k in sorted(rows, key=lambda r: r[2]):
-        slots.setdefault(agent, []).append(Slot(s, e, k))
-    _live(state).replaced(tenant, t0, t1, slots)
+    live = _live(state)
+    tz = _zone(tenant)
+    try:
+        slots = await live.publish_roster(tenant, t0, t1, rows,
+                                          (caller.tenant_id, caller.username),
+                                          f"{_iso(t0, tz)}/{_iso(t1, tz)}")
+    except RosterOverlap as err:
+        raise invalid(err.where, err.message) from None
     return {"from": _iso(t0, _zone(tenant)), "to": _iso(t1, _zone(tenant)),
             "activities": len(rows), "agents": len(slots)}
 
