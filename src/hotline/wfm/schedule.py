@@ -1,7 +1,7 @@
 """Shift scheduling: how many agents work which shift on which day, with breaks placed and
 weekly tours, to cover a requirement at least cost — a mixed-integer program solved by HiGHS.
 
-The model (one column per decision, all integer):
+The model (one column per decision; integer unless said):
 
 - ``x[t,d,s]``: agents of tour type ``t`` working shift template ``s`` on day ``d``;
 - ``b[t,d,s,k,o]``: how many of those take their break ``k`` at offset ``o`` from the shift
@@ -10,6 +10,9 @@ The model (one column per decision, all integer):
   tour type equal the agents whose pattern works that day, so every agent of a pattern works
   exactly one shift on each of its working days;
 - ``u[i]``, ``o[i]`` (continuous): agents short of / over the requirement in interval ``i``.
+
+Rest rows keep the day-to-day assignment possible: for each day and start time, the shifts
+starting by then need no more agents than ended early enough the day before or were off.
 
 Coverage counts the share of each interval an agent is on the phones, so 15-minute breaks in
 30-minute intervals and shifts that start off the grid are exact. Shifts may cross midnight;
