@@ -4,7 +4,7 @@ types, breaks, night shifts over midnight). Prints the program's size, objective
 gap and time (wall and CPU: the solver has one thread, so CPU time is what it needs on an
 idle core).
 
-    python bench/wfm_schedule.py [--time-limit 120] [--gap 0.01]
+    python bench/wfm_schedule.py [--time-limit 120] [--gap 0.01] [--forecast-out FILE]
 """
 
 from __future__ import annotations
@@ -43,9 +43,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--time-limit", type=float, default=120.0)
     parser.add_argument("--gap", type=float, default=0.01)
+    parser.add_argument("--forecast-out", type=Path,
+                        help="also write the week's forecast (calls per half hour) to this CSV")
     args = parser.parse_args()
     rules = load_rules(ROOT / "examples/wfm/rules.yaml")
     rows = week(datetime(2026, 12, 7))
+    if args.forecast_out:
+        args.forecast_out.write_text("interval_start,calls\n" + "".join(
+            f"{r.start.isoformat()},{r.calls:.3f}\n" for r in rows))
     need = [r["agents"] for r in staff(rows, period=1800, aht=300, sl_time=20, sl_target=0.8)]
     req = requirement([Interval(r.start, n, None) for r, n in zip(rows, need, strict=True)],
                       None)
