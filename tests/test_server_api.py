@@ -1231,6 +1231,21 @@ def test_a_published_roster_drives_live_adherence(center: Center) -> None:
     assert text.splitlines()[1].startswith("A1,") and text.splitlines()[1].endswith(",work")
 
 
+def test_one_teams_roster_leaves_the_others_in_place(center: Center) -> None:
+    day = {"from": _at(-3600), "to": _at(3600)}
+    ok(center.planner.put("/wfm/roster", json=_roster(("A1", -1800, 1800, "work"),
+                                                      ("A2", -600, 600, "break")), params=day))
+    mine = _roster(("A1", -1200, 1200, "meeting"))
+    ok(center.planner.put("/wfm/roster", json=mine, params={**day, "agents": "listed"}))
+    kept = {(r["agent"], r["activity"]) for r in ok(center.planner.get("/wfm/roster",
+                                                                        params=day))}
+    assert kept == {("A1", "meeting"), ("A2", "break")}
+    assert _adherence(center.planner)["A2"]["activity"] == "break"
+    ok(center.planner.put("/wfm/roster", json=mine, params=day))  # every agent's: A2's go
+    assert {r["agent"] for r in ok(center.planner.get("/wfm/roster", params=day))} == {"A1"}
+    assert _adherence(center.planner)["A2"]["activity"] == "off"
+
+
 def test_a_tenant_decides_what_adheres_and_when_it_is_severe(center: Center) -> None:
     """A center that lets agents log out for a break, and calls 2 seconds out severe: its
     floor follows its rules, not the defaults; rules that name no real state are refused."""

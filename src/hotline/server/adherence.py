@@ -69,10 +69,11 @@ Actor = tuple[int, str]  # who publishes: their tenant (whose audit log it goes 
 
 
 def store_roster(db: Session, tenant_id: int, t0: float, t1: float, rows: list[Row],
-                 actor: Actor, target: str) -> None:
-    """Replace every activity starting in ``[t0, t1)`` by ``rows`` (each checked to start
-    in the range, by the caller), audited as ``actor``; committed. Refused with
-    ``RosterOverlap`` when a row overlaps an activity kept outside the range."""
+                 actor: Actor, target: str, listed_only: bool = False) -> None:
+    """Replace every activity starting in ``[t0, t1)`` (only the listed agents' with
+    ``listed_only``) by ``rows`` (each checked to start in the range, by the caller),
+    audited as ``actor``; committed. Refused with ``RosterOverlap`` when a row overlaps an
+    activity kept outside the range."""
     now = time.time()
     agents = sorted({r[1] for r in rows})
     if rows:
@@ -84,13 +85,14 @@ def store_roster(db: Session, tenant_id: int, t0: float, t1: float, rows: list[R
             if not t0 <= s.start < t1
         ]
         check_overlaps(rows, kept)
-    result = db.execute(
-        delete(RosterActivity).where(
-            RosterActivity.tenant_id == tenant_id,
-            RosterActivity.starts_at >= t0,
-            RosterActivity.starts_at < t1,
-        )
+    gone = delete(RosterActivity).where(
+        RosterActivity.tenant_id == tenant_id,
+        RosterActivity.starts_at >= t0,
+        RosterActivity.starts_at < t1,
     )
+    if listed_only:
+        gone = gone.where(RosterActivity.agent.in_(agents))
+    result = db.execute(gone)
     removed = result.rowcount if isinstance(result, CursorResult) else None
     db.add_all(
         RosterActivity(tenant_id=tenant_id, agent=agent, starts_at=s, ends_at=e, kind=k,
@@ -193,29 +195,32 @@ class LiveAdherence:
             self._push(tenant, engine)
 
     async def publish_roster(self, tenant: Tenant, t0: float, t1: float, rows: list[Row],
-                             actor: Actor, target: str) -> dict[str, list[Slot]]:
+                             actor: Actor, target: str, listed_only: bool = False
+                             ) -> dict[str, list[Slot]]:
         """Publish: store the activities of ``[t0, t1)`` (see ``store_roster``), then judge
         adherence by them at once. The planners' API and the demo both publish this way."""
-        await asyncio.to_thread(self._store, tenant.id, t0, t1, rows, actor, target)
+        await asyncio.to_thread(self._store, tenant.id, t0, t1, rows, actor, target,
+                                listed_only)
         slots = slots_by_agent(r[1:] for r in sorted(rows, key=lambda r: r[2]))
-        self.replaced(tenant, t0, t1, slots)
+        self.replaced(tenant, t0, t1, slots, listed_only)
         return slots
 
     def _store(self, tenant_id: int, t0: float, t1: float, rows: list[Row], actor: Actor,
-               target: str) -> None:
+               target: str, listed_only: bool) -> None:
         with self.sessions() as db:
-            store_roster(db, tenant_id, t0, t1, rows, actor, target)
+            store_roster(db, tenant_id, t0, t1, rows, actor, target, listed_only)
 
     def replaced(self, tenant: Tenant, start: float, end: float,
-                 slots: dict[str, list[Slot]]) -> None:
-        """A roster was published for ``[start, end)``: the part inside the window counts."""
+                 slots: dict[str, list[Slot]], listed_only: bool = False) -> None:
+        """A roster was published for ``[start, end)`` (for the agents in ``slots`` only, with
+        ``listed_only``): the part inside the window counts."""
         engine = self.engine(tenant)
         until = self.loaded_until[tenant.id]
         if start >= until:
             return
         end = min(end, until)
         inside = {a: [s for s in ss if s.start < end] for a, ss in slots.items()}
-        engine.replace(self.clock(), start, end, inside)
+        engine.replace(self.clock(), start, end, inside, list(slots) if listed_only else None)
         self._push(tenant, engine)
 
     def _push(self, tenant: Tenant, engine: AdherenceEngine) -> None:

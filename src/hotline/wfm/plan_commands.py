@@ -209,6 +209,10 @@ def publish(
     to: Annotated[
         str | None, typer.Option(help="Replace until, excluded (default: after its last day).")
     ] = None,
+    only_listed: Annotated[
+        bool, typer.Option(help="Replace only the roster's own agents' activities (one "
+                                "team's roster), not every agent's in the range.")
+    ] = False,
 ) -> None:
     """Publish a roster to the server: its activities replace those starting in [from, to)
     and adherence is measured against them at once (PUT /api/v1/wfm/roster)."""
@@ -220,7 +224,8 @@ def publish(
     first = min(a.start for a in activities).date()
     last = max(a.start for a in activities).date() + timedelta(days=1)
     query = urllib.parse.urlencode({"from": from_ or first.isoformat(),
-                                    "to": to or last.isoformat()})
+                                    "to": to or last.isoformat(),
+                                    "agents": "listed" if only_listed else "all"})
     url = f"{server.rstrip('/')}/api/v1/wfm/roster?{query}"
     request = urllib.request.Request(
         url, data=write_activities(activities).encode(), method="PUT",

@@ -202,11 +202,14 @@ async def publish_roster(
     state: State,
     from_: Annotated[str, Query(alias="from", max_length=40)],
     to: Annotated[str, Query(max_length=40)],
+    agents: Annotated[Literal["all", "listed"], Query(
+        description="whose activities in the range give way: every agent's, or only those "
+                    "of the agents in the body (one team's roster)")] = "all",
 ) -> dict[str, Any]:
-    """Publish the activities of ``[from, to)``: every activity starting in that range is
-    replaced by the body's (a JSON list, or ``text/csv`` as ``agent,start,end,activity``).
-    Each must start in the range; unknown agents and overlaps are refused, naming the row.
-    Adherence follows at once."""
+    """Publish the activities of ``[from, to)``: every activity starting in that range (of
+    every agent, or of the agents listed in the body) is replaced by the body's (a JSON
+    list, or ``text/csv`` as ``agent,start,end,activity``). Each must start in the range;
+    unknown agents and overlaps are refused, naming the row. Adherence follows at once."""
     tenant = _tenant(state, caller)
     t0, t1 = _span(tenant, from_, to)
     kind = request.headers.get("content-type", "").partition(";")[0].strip().lower()
@@ -227,7 +230,7 @@ async def publish_roster(
     try:
         slots = await live.publish_roster(tenant, t0, t1, rows,
                                           (caller.tenant_id, caller.username),
-                                          f"{_iso(t0, tz)}/{_iso(t1, tz)}")
+                                          f"{_iso(t0, tz)}/{_iso(t1, tz)}", agents == "listed")
     except RosterOverlap as err:
         raise invalid(err.where, err.message) from None
     return {"from": _iso(t0, _zone(tenant)), "to": _iso(t1, _zone(tenant)),
