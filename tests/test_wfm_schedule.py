@@ -322,3 +322,8 @@ def test_bad_rules_and_requirements_are_one_line_errors(tmp_path: Path) -> None:
     assert result.exit_code == 2
     assert "line 3: positions" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+    req.write_text("interval_start,positions\n2026-12-07T08:00,2\n2026-12-07T08:30,2\n")
+    for option, value in (("--gap", "1.5"), ("--time-limit", "0s")):
+        result = runner.invoke(app, ["wfm", "schedule", "--requirements", str(req),
+                                     "--rules", str(good), option, value])
+        assert result.exit_code == 2 and option in result.stderr

@@ -86,6 +86,10 @@ def schedule(
         rows = read_forecast(requirements.read_text(encoding="utf-8-sig"), column)
         req = requirement(rows, spec.interval)
     limit = None if time_limit is None else _seconds("--time-limit", time_limit)
+    if limit is not None and limit <= 0:
+        raise _fail("--time-limit", "must be > 0")
+    if gap is not None and not 0 <= gap < 1:
+        raise _fail("--gap", "a relative gap: at least 0 and below 1, e.g. 0.01")
     try:
         result = solve(spec, req, time_limit=limit, gap=gap)
     except ScheduleError as exc:
